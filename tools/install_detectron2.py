@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Make `import detectron2` work in this Python environment, without GitHub or a compiler.
 
-1. If an importable Detectron2 is installed already (an official build, or one this script
-   installed before), it is used as it is and nothing changes.
+1. If an importable Detectron2 is installed already (an official build with `detectron2._C`,
+   or one this script installed with the same patches), it is used as it is and nothing
+   changes. A pure-Python one without this patch set is reinstalled.
 2. Otherwise PyPI's `pb1-detectron2==0.6` sdist (Python files identical to the detectron2 v0.6
    release, but without `layers/csrc`) is downloaded with pip, checked against its SHA-256,
    patched with the fixes in `PATCHES` (each must match exactly as often as stated, or the
@@ -62,7 +63,9 @@ PATCHES = [
     # 3. NumPy 1.24 removed the aliases np.bool, np.int, np.float, np.str, np.object.
     ("detectron2/**/*.py", r"\bnp\.(bool|int|float|str|object)\b(?![_\d])", r"\1", 19),
     ("projects/**/*.py", r"\bnp\.(bool|int|float|str|object)\b(?![_\d])", r"\1", None),
-    # 4. setuptools 81 removed pkg_resources.
+    # 4. torch >= 2.2 rejects GroupNorm(32, 1), built only to learn the norm's type.
+    ("detectron2/modeling/meta_arch/retinanet.py", r"get_norm\(norm, 1\)", "get_norm(norm, 32)", 1),
+    # 5. setuptools 81 removed pkg_resources.
     ("detectron2/model_zoo/model_zoo.py", r"import pkg_resources\n", "", 1),
     (
         "detectron2/model_zoo/model_zoo.py",
@@ -71,7 +74,7 @@ PATCHES = [
         'os.path.join(os.path.dirname(__file__), "configs", config_path)',
         1,
     ),
-    # 5. the build: no C++/CUDA extension; model-zoo configs packaged from the sdist's copy;
+    # 6. the build: no C++/CUDA extension; model-zoo configs packaged from the sdist's copy;
     #    black unpinned (21.4b2 does not import with click >= 8.1; only LazyConfig.save uses it).
     ("setup.py", r"ext_modules=get_extensions\(\),\n\s*cmdclass=\{[^}]*\},\n", "", 1),
     (
@@ -82,6 +85,29 @@ PATCHES = [
     ),
     ("setup.py", r"\"black==21\.4b2\"", '"black"', 1),
 ]
+
+
+STAMP_MODULE = "_cxr_d2_patches"
+
+
+def patches_digest():
+    """Identifies the sdist and the patch set; stamped into the package it installs."""
+    return hashlib.sha256((SDIST_SHA256 + repr(PATCHES)).encode()).hexdigest()[:16]
+
+
+def installed_stamp(python=sys.executable):
+    """
+    What the importable detectron2 is: "compiled" (an official build, with `_C`), the patch
+    digest stamped by this script, "unstamped" (pure Python of unknown origin), or None.
+    """
+    code = (
+        "import importlib.util, detectron2\n"
+        "if importlib.util.find_spec('detectron2._C'): print('compiled')\n"
+        f"else:\n    try:\n        from detectron2 import {STAMP_MODULE} as s; print(s.DIGEST)\n"
+        "    except ImportError:\n        print('unstamped')"
+    )
+    r = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
 
 
 def probe(python=sys.executable):
@@ -135,11 +161,14 @@ def main():
     parser.add_argument("--wheel-dir", help="also build a wheel of the patched sdist here")
     args = parser.parse_args()
 
-    if not args.force and not probe():
+    stamp = installed_stamp()
+    if not args.force and stamp in ("compiled", patches_digest()) and not probe():
         import detectron2  # noqa: F401 (only to print where it is)
 
-        print(f"detectron2 {detectron2.__version__} is importable at {detectron2.__path__[0]}")
+        print(f"detectron2 {detectron2.__version__} ({stamp}) is importable at {detectron2.__path__[0]}")
         return
+    if stamp not in (None, "compiled"):
+        print(f"detectron2 is pure Python without this patch set ({stamp}): reinstalling")
     sdist = download(args.cache_dir)
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(sdist) as tar:
@@ -147,6 +176,8 @@ def main():
         src = os.path.join(tmp, "pb1-detectron2-0.6")
         shutil.rmtree(os.path.join(src, "pb1_detectron2.egg-info"), ignore_errors=True)
         apply_patches(src)
+        with open(os.path.join(src, "detectron2", STAMP_MODULE + ".py"), "w") as f:
+            f.write(f'"""Written by cxr-d2\'s tools/install_detectron2.py."""\nDIGEST = "{patches_digest()}"\n')
         pip = [sys.executable, "-m", "pip"]
         subprocess.run(pip + ["install", "--no-build-isolation", src], check=True)
         if args.wheel_dir:

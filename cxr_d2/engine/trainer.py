@@ -1,0 +1,49 @@
+"""The Trainer shared by the tools: Detectron2's DefaultTrainer with CXR evaluation."""
+import logging
+import os
+import weakref
+
+from detectron2.data import DatasetCatalog
+from detectron2.engine import DefaultTrainer
+from detectron2.utils import comm
+
+from ..data.splits import write_manifest
+from ..evaluation import build_coco_evaluator
+from .checkpoint import AtomicCheckpointer
+
+__all__ = ["Trainer"]
+
+logger = logging.getLogger(__name__)
+
+
+class Trainer(DefaultTrainer):
+    """
+    DefaultTrainer with: the COCO evaluator that needs no `detectron2._C`, atomic checkpoints,
+    and `OUTPUT_DIR/split_manifest.json` listing the images of every dataset of the run.
+    """
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        if cfg.CXR.WRITE_MANIFEST and comm.is_main_process():
+            write_run_manifest(cfg)
+
+    def build_hooks(self):
+        # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before this call;
+        # replace it before the checkpoint hooks capture it.
+        self.checkpointer = AtomicCheckpointer(
+            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        return super().build_hooks()
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return build_coco_evaluator(cfg, dataset_name, output_folder)
+
+
+def write_run_manifest(cfg):
+    """Write OUTPUT_DIR/split_manifest.json for the datasets in DATASETS.TRAIN and TEST."""
+    names = list(dict.fromkeys(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)))
+    path = os.path.join(cfg.OUTPUT_DIR, "split_manifest.json")
+    write_manifest(path, {name: DatasetCatalog.get(name) for name in names})
+    logger.info(f"Split manifest written to {path}")

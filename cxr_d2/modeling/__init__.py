@@ -1,0 +1,1 @@
+"""Meta-architectures and backbones that Detectron2 lacks (SSD, YOLOv3, BlendMask, SOLOv2)."""

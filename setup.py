@@ -1,0 +1,28 @@
+"""cxr-d2: a Detectron2 plugin for abnormalities in chest X-rays.
+
+Detectron2 itself is not a declared dependency: PyPI has no official build. Install it first
+(an official build, or `python tools/install_detectron2.py`, which `make setup` runs).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="cxr-d2",
+    version="0.1.0",
+    description="Detectron2 plugin for detection and instance segmentation in chest X-rays",
+    python_requires=">=3.10",
+    packages=find_packages(include=["cxr_d2", "cxr_d2.*"]),
+    install_requires=[
+        "torch>=2.0",
+        "torchvision>=0.15",
+        "numpy",
+        "opencv-python-headless",
+        "pillow>=9",
+        "pycocotools>=2.0.6",
+        "pydicom>=2.4",
+        "fvcore>=0.1.5",
+        "iopath>=0.1.7",
+        "tqdm",
+        "tabulate",
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+)

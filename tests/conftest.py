@@ -1,0 +1,32 @@
+import os
+
+import pytest
+
+import cxr_d2  # noqa: F401 (registers the built-in datasets)
+from cxr_d2.data.datasets import register_phantom
+
+TINY = "cxr_phantom_tiny"
+
+
+TINY_SIZE = {"num_images": 40, "size": 128}
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(tmp_path_factory):
+    """
+    A small phantom set (40 images of 128 px) registered as cxr_phantom_tiny_*. Returns the
+    environment under which a subprocess sees the same images as the built-in cxr_phantom_*.
+    """
+    datasets = tmp_path_factory.mktemp("datasets")
+    register_phantom(TINY, root=str(datasets / "cxr_phantom"), **TINY_SIZE)
+    return dict(
+        os.environ,
+        CXR_DATASETS=str(datasets),
+        CXR_PHANTOM_IMAGES=str(TINY_SIZE["num_images"]),
+        CXR_PHANTOM_SIZE=str(TINY_SIZE["size"]),
+    )
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,0 +1,88 @@
+"""A few iterations of every config family on a tiny phantom set, then --eval-only."""
+import os
+import subprocess
+import sys
+
+import pytest
+from detectron2.config import get_cfg
+
+from cxr_d2.config import add_cxr_config
+from cxr_d2.engine import Trainer, check_config
+
+from .conftest import TINY
+
+FAMILIES = ["faster_rcnn", "retinanet", "mask_rcnn"]
+TINY_OPTS = [
+    "DATASETS.TRAIN", f"('{TINY}_train',)", "DATASETS.TEST", f"('{TINY}_test',)",
+    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
+    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "2",
+    "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0",
+]
+
+
+def _config(family):
+    return os.path.join("configs", "Phantom", f"{family}_R_18_FPN_cpu.yaml")
+
+
+def _train(family, output_dir):
+    cfg = get_cfg()
+    add_cxr_config(cfg)
+    cfg.merge_from_file(_config(family))
+    cfg.merge_from_list(TINY_OPTS + ["OUTPUT_DIR", str(output_dir)])
+    check_config(cfg)
+    cfg.freeze()
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    return cfg, trainer
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_few_iterations(family, tiny_phantom, tmp_path):
+    cfg, trainer = _train(family, tmp_path)
+    storage = trainer.storage
+    losses = {k: v.latest() for k, v in storage.histories().items() if k.startswith("loss")}
+    assert losses and all(v == v and abs(v) < 1e4 for v in losses.values()), losses
+    if family == "mask_rcnn":
+        assert "loss_mask" in losses
+    assert os.path.isfile(tmp_path / "model_final.pth")
+    manifest = (tmp_path / "split_manifest.json").read_text()
+    assert f"{TINY}_train" in manifest and f"{TINY}_test" in manifest
+
+
+def _run_tool(*args, env=None):
+    cmd = [sys.executable, os.path.join("tools", "train_net.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_eval_only_from_checkpoint(tiny_phantom, tmp_path):
+    """train_net.py --eval-only on a saved checkpoint prints the COCO table (bbox and segm)."""
+    _train("mask_rcnn", tmp_path)
+    builtin_names = ["DATASETS.TRAIN", "('cxr_phantom_train',)", "DATASETS.TEST", "('cxr_phantom_test',)"]
+    r = _run_tool(
+        "--config-file", _config("mask_rcnn"), "--eval-only",
+        *TINY_OPTS, *builtin_names, "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"),
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # a 3-iteration model is not confident
+        "OUTPUT_DIR", str(tmp_path / "eval"), env=tiny_phantom,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert "Evaluation results for bbox" in log and "Evaluation results for segm" in log
+    assert os.path.isfile(tmp_path / "eval" / "inference" / "cxr_phantom_test" / "coco_instances_results.json")
+
+
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (["MODEL.WEIGHTS", "/nonexistent/model.pth"], "error: MODEL.WEIGHTS /nonexistent/model.pth does not exist"),
+        (["DATASETS.TRAIN", "('nih_cxr14_trian',)"], "error: DATASETS.TRAIN names 'nih_cxr14_trian'"),
+        (["OUTPUT_DIR", "/proc/version/out"], "error: OUTPUT_DIR /proc/version/out is not writable"),
+        (["MODEL.RETINANET.NUM_CLASSES", "80"], "error: MODEL.RETINANET.NUM_CLASSES is 80 but dataset"),
+    ],
+)
+def test_bad_input_ends_with_one_line(opts, message, tmp_path):
+    r = _run_tool("--config-file", _config("retinanet"), "OUTPUT_DIR", str(tmp_path), *opts)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1].startswith(message), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
