@@ -18,6 +18,8 @@ setup(
         "opencv-python-headless",
         "pillow>=9",
         "pycocotools>=2.0.6",
+        "faster-coco-eval>=1.8",
+        "matplotlib>=3.5",
         "pydicom>=2.4",
         "fvcore>=0.1.5",
         "iopath>=0.1.7",

@@ -23,3 +23,26 @@ def add_cxr_config(cfg):
     cfg.CXR.WRITE_MANIFEST = True
     # Task types the evaluator scores: empty = "bbox", plus "segm" when MODEL.MASK_ON.
     cfg.CXR.EVAL_TASKS = []
+
+    # Evaluation (cxr_d2/evaluation, docs/evaluation.md).
+    cfg.CXR.EVAL = CN()
+    # COCO matching code: "auto" (faster_coco_eval when installed, else pycocotools),
+    # "faster_coco_eval" or "pycocotools" (the reference; the two give the same numbers).
+    cfg.CXR.EVAL.BACKEND = "auto"
+    # Detections per image (and class, as COCOeval) counted for AP and for `AR`, the paper's
+    # "AR with 300 detections"; AR@1, AR@10 and AR@100 are reported as well.
+    cfg.CXR.EVAL.MAX_DETS_PER_IMAGE = 300
+    # Also score every model class-agnostically (every ground truth and prediction in one
+    # category): tasks "bbox_agnostic" and "segm_agnostic" next to "bbox" and "segm".
+    cfg.CXR.EVAL.AGNOSTIC = True
+    # The model's name in evaluation.json and tools/report.py tables; "" = from the config
+    # (META_ARCHITECTURE and backbone, e.g. "Faster R-CNN R-50-FPN").
+    cfg.CXR.EVAL.MODEL_NAME = ""
+    cfg.CXR.EVAL.FROC = CN()
+    # Compute FROC (lesion sensitivity at FP_RATES false positives per image) for every task
+    # and draw its curve to OUTPUT_DIR/inference/<dataset>/froc_<task>.png.
+    cfg.CXR.EVAL.FROC.ENABLED = True
+    # A detection hits a lesion of its class when their IoU (box or mask) is at least this.
+    cfg.CXR.EVAL.FROC.IOU_THRESH = 0.5
+    # False positives per image at which sensitivity is reported; their mean is `FROC`.
+    cfg.CXR.EVAL.FROC.FP_RATES = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]

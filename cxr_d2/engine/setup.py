@@ -7,6 +7,8 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import add_cxr_config, resolve_num_classes
 from ..errors import ConfigError
@@ -39,6 +41,8 @@ def setup_cfg(args, extra_config_fns=()):
     check_config(cfg, resume=args.resume)
     cfg.freeze()
     default_setup(cfg, args)
+    # default_setup configures the detectron2 and fvcore loggers only
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="cxr_d2")
     return cfg
 
 

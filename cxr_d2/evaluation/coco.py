@@ -1,7 +1,49 @@
-"""COCO evaluation of boxes (and masks) through pycocotools, never `detectron2._C`."""
-from detectron2.evaluation import COCOEvaluator
+"""
+The COCO evaluator of the paper's protocol: AP, AP50, AR with 300 detections, class-specific
+and class-agnostic, boxes and masks, FROC, and `evaluation.json` on disk.
 
-__all__ = ["build_coco_evaluator", "eval_tasks"]
+It extends Detectron2's COCOEvaluator (which gathers predictions across processes, converts
+the dataset to COCO json and writes `coco_instances_results.json`) and replaces its scoring:
+never through `detectron2._C`, with pycocotools or faster-coco-eval (same numbers).
+"""
+
+import datetime
+import itertools
+import json
+import logging
+import math
+import os
+from collections import OrderedDict
+
+import numpy as np
+from detectron2.evaluation import COCOEvaluator
+from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
+from detectron2.utils.logger import create_small_table
+from tabulate import tabulate
+
+from ..errors import ConfigError
+from .cocoeval import (
+    DEFAULT_MAX_DETS,
+    agnostic_gt,
+    agnostic_results,
+    make_coco,
+    resolve_backend,
+    run_cocoeval,
+    summarize,
+)
+from .froc import FP_RATES, compute_froc, plot_froc
+from .naming import dataset_label, is_agnostic_dataset, model_name
+from .validate import check_results
+
+__all__ = ["CXRCOCOEvaluator", "build_coco_evaluator", "eval_tasks", "METRICS_FILE"]
+
+logger = logging.getLogger(__name__)
+
+# The file every evaluation writes into its output folder (read by tools/report.py).
+METRICS_FILE = "evaluation.json"
+AGNOSTIC_NAME = "lesion"
+_AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 def eval_tasks(cfg):
@@ -11,9 +53,304 @@ def eval_tasks(cfg):
     return ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
 
 
+def _percent(value):
+    return float(value * 100) if value >= 0 else float("nan")
+
+
+class CXRCOCOEvaluator(COCOEvaluator):
+    """
+    COCOEvaluator with the paper's metrics. For every task ("bbox", "segm") it reports AP,
+    AP50, AP75, APs/m/l and per-class AP at `max_dets[-1]` detections per image, AR@m for
+    each limit m and `AR` = AR at the largest (300); with `agnostic`, the same as
+    "<task>_agnostic" with every category merged; with `froc`, "<task>_froc" (FROC mean and
+    sensitivity at each rate). Metrics are percentages, as Detectron2's.
+
+    A model that predicts nothing scores 0 (with a warning) where ground truth exists; a
+    metric is NaN only where no ground truth defines it (e.g. APs without small lesions).
+    Images without ground truth count their false positives.
+    """
+
+    def __init__(
+        self,
+        dataset_name,
+        tasks=None,
+        distributed=True,
+        output_dir=None,
+        *,
+        max_dets=DEFAULT_MAX_DETS,
+        agnostic=True,
+        backend="auto",
+        froc=True,
+        froc_iou_thresh=0.5,
+        froc_fp_rates=FP_RATES,
+        run_info=None,
+    ):
+        """
+        Args:
+            dataset_name, tasks, distributed, output_dir: as COCOEvaluator.
+            max_dets (tuple[int]): detection limits per image (ascending, >= 3); AP and `AR`
+                use the last.
+            agnostic (bool): also score class-agnostically.
+            backend (str): "auto", "pycocotools" or "faster_coco_eval".
+            froc (bool): compute FROC and draw `froc_<task>.png` into `output_dir`.
+            froc_iou_thresh (float): IoU of a FROC hit.
+            froc_fp_rates (tuple[float]): false positives per image of the FROC summary.
+            run_info (dict): written into evaluation.json: `model`, `config` (YAML),
+                `train_datasets`, `output_dir`.
+        """
+        self._max_dets = tuple(sorted(int(m) for m in max_dets))
+        super().__init__(
+            dataset_name,
+            tasks,
+            distributed,
+            output_dir,
+            max_dets_per_image=self._max_dets[-1],
+            use_fast_impl=False,
+        )
+        self._dataset_name = dataset_name
+        self._agnostic = agnostic
+        self._backend = resolve_backend(backend)
+        self._froc_on = froc
+        self._froc_iou = froc_iou_thresh
+        self._froc_rates = tuple(froc_fp_rates)
+        self._run_info = dict(run_info or {})
+        self._froc = {}
+        self._num_predictions = 0
+
+    # ---- the Detectron2 hook: scoring of gathered predictions -----------------------------
+
+    def _eval_predictions(self, predictions, img_ids=None):
+        coco_results = list(itertools.chain(*[x["instances"] for x in predictions]))
+        tasks = self._tasks or self._tasks_from_predictions(coco_results)
+        classes = list(self._metadata.get("thing_classes"))
+        check_results(
+            coco_results,
+            set(range(len(classes))),
+            set(self._coco_api.getImgIds()),
+            where=f"predictions of the model on dataset '{self._dataset_name}'",
+            contiguous=True,
+            class_names=classes,
+        )
+        mapping = self._metadata.get("thing_dataset_id_to_contiguous_id", None)
+        if mapping:
+            reverse = {v: k for k, v in mapping.items()}
+            for r in coco_results:
+                r["category_id"] = reverse[r["category_id"]]
+        if self._output_dir:
+            path = os.path.join(self._output_dir, "coco_instances_results.json")
+            with PathManager.open(path, "w") as f:
+                f.write(json.dumps(coco_results))  # json.dump to a file is ~5x slower
+        if not self._do_evaluation:
+            self._logger.info("Annotations are not available for evaluation.")
+            return
+        self._score(coco_results, tasks, img_ids)
+
+    def evaluate(self, img_ids=None):
+        self._froc = {}
+        results = super().evaluate(img_ids)
+        if results and comm.is_main_process() and self._output_dir:
+            self.write_metrics(results)
+        return results
+
+    # ---- scoring ----------------------------------------------------------------------------
+
+    def evaluate_results(self, coco_results, where, tasks=None):
+        """
+        Score COCO results that use the dataset's own category ids (a
+        `coco_instances_results.json`), check them first, write evaluation.json.
+
+        Args:
+            coco_results (list[dict]): COCO results.
+            where (str): what they are, for error messages (e.g. the file name).
+            tasks (tuple[str]): default: "segm" too when the results have masks.
+
+        Returns:
+            OrderedDict: task -> metric -> value, as `evaluate()`.
+        """
+        check_results(
+            coco_results,
+            set(self._coco_api.getCatIds()),
+            set(self._coco_api.getImgIds()),
+            where=where,
+            class_names=[c["name"] for c in self._coco_api.dataset["categories"]],
+        )
+        self._results, self._froc = OrderedDict(), {}
+        self._score(
+            coco_results, tasks or self._tasks or self._tasks_from_predictions(coco_results)
+        )
+        if self._output_dir:
+            self.write_metrics(self._results)
+        return self._results
+
+    def _score(self, coco_results, tasks, img_ids=None):
+        self._num_predictions = len(coco_results)
+        if not coco_results:
+            self._logger.warning(
+                f"The model predicted nothing on the {len(self._coco_api.getImgIds())} images of "
+                f"'{self._dataset_name}': every score is 0"
+            )
+        self._logger.info(
+            f"Evaluating predictions with {self._backend} (maxDets {list(self._max_dets)}) ..."
+        )
+        for task in sorted(tasks):
+            if task not in ("bbox", "segm"):
+                self._logger.warning(f"Task '{task}' is not scored by CXRCOCOEvaluator: skipped")
+                continue
+            variants = [(task, False)] + ([(f"{task}_agnostic", True)] if self._agnostic else [])
+            for name, agnostic in variants:
+                self._score_task(name, task, coco_results, agnostic, img_ids)
+
+    def _score_task(self, name, iou_type, coco_results, agnostic, img_ids):
+        gt_dict = self._coco_api.dataset
+        if agnostic:
+            gt_dict = agnostic_gt(gt_dict, AGNOSTIC_NAME)
+            coco_results = agnostic_results(coco_results)
+        if img_ids is not None:  # evaluate(img_ids=...): score those images only
+            gt_dict = _subset(gt_dict, img_ids)
+            keep = set(img_ids)
+            coco_results = [r for r in coco_results if r["image_id"] in keep]
+        coco_gt = make_coco(gt_dict, self._backend)
+        coco_eval = run_cocoeval(coco_gt, coco_results, iou_type, self._max_dets, self._backend)
+        class_names = [c["name"] for c in sorted(gt_dict["categories"], key=lambda c: c["id"])]
+        metrics = self._derive_metrics(coco_eval, name, class_names)
+        self._results[name] = metrics
+        if self._froc_on:
+            subset = agnostic or img_ids is not None
+            ref_gt = make_coco(gt_dict, "pycocotools") if subset else self._coco_api
+            froc = compute_froc(ref_gt, coco_results, iou_type, self._froc_iou, self._froc_rates)
+            self._froc[name] = froc
+            self._results[f"{name}_froc"] = _froc_metrics(froc)
+            self._logger.info(
+                f"FROC for {name} (sensitivity %, IoU >= {self._froc_iou:g}): \n"
+                + create_small_table(self._results[f"{name}_froc"])
+            )
+
+    def _derive_metrics(self, coco_eval, name, class_names):
+        """Percentages of the summary and per-class AP (at the largest detection limit)."""
+        summary = summarize(coco_eval)
+        metrics = {k: _percent(v) for k, v in summary.items()}
+        precision = coco_eval.eval["precision"]  # (T, R, K, A, M)
+        per_class = []
+        for k, cls in enumerate(class_names):
+            p = precision[:, :, k, 0, -1]
+            p = p[p > -1]
+            per_class.append((cls, float(np.mean(p) * 100) if p.size else float("nan")))
+        self._logger.info(
+            f"Evaluation results for {name}: \n"
+            + create_small_table({k: metrics[k] for k in _AP_KEYS})
+            + "\n"
+            + create_small_table({k: v for k, v in metrics.items() if k.startswith("AR")})
+        )
+        if len(class_names) > 1:
+            table = tabulate(per_class, headers=["category", "AP"], tablefmt="pipe", floatfmt=".3f")
+            self._logger.info(f"Per-category {name} AP: \n" + table)
+        invalid = [k for k in ("AP", "AR") if math.isnan(metrics[k])]
+        if invalid:
+            self._logger.warning(
+                f"{name}: {', '.join(invalid)} undefined: dataset '{self._dataset_name}' has no "
+                "ground truth to score"
+            )
+        metrics.update({f"AP-{cls}": ap for cls, ap in per_class})
+        return metrics
+
+    # ---- evaluation.json ------------------------------------------------------------------------
+
+    def write_metrics(self, results):
+        """Write evaluation.json (and the FROC PNGs) into the output folder; return its path."""
+        PathManager.mkdirs(self._output_dir)
+        images = self._coco_api.dataset["images"]
+        record = {
+            "dataset": self._dataset_name,
+            "dataset_label": dataset_label(self._dataset_name),
+            "agnostic_dataset": is_agnostic_dataset(self._dataset_name),
+            "model": self._run_info.get("model", ""),
+            "train_datasets": self._run_info.get("train_datasets", []),
+            "units": "tasks: percent (0-100); froc: fractions (0-1)",
+            "tasks": _nan_to_none(dict(results)),
+            "froc": _nan_to_none(self._froc),
+            "num_images": len(images),
+            "num_predictions": self._num_predictions,
+            "backend": self._backend,
+            "max_dets": list(self._max_dets),
+            "classes": list(self._metadata.get("thing_classes", [])),
+            "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "run_output_dir": self._run_info.get("output_dir", ""),
+            "config": self._run_info.get("config", ""),
+            "split_manifest": {
+                self._dataset_name: sorted(
+                    os.path.normpath(im["file_name"]) for im in images if "file_name" in im
+                )
+            },
+        }
+        path = os.path.join(self._output_dir, METRICS_FILE)
+        tmp = path + ".tmp"
+        with PathManager.open(tmp, "w") as f:
+            json.dump(record, f, indent=1, allow_nan=False)
+        os.replace(tmp, path)
+        for task, froc in self._froc.items():
+            plot_froc(
+                froc,
+                os.path.join(self._output_dir, f"froc_{task}.png"),
+                title=f"{self._dataset_name} {task}",
+            )
+        self._logger.info(f"Metrics written to {path}")
+        return path
+
+
+def _subset(gt_dict, img_ids):
+    keep = set(img_ids)
+    out = dict(gt_dict)
+    out["images"] = [im for im in gt_dict["images"] if im["id"] in keep]
+    out["annotations"] = [a for a in gt_dict.get("annotations", []) if a["image_id"] in keep]
+    return out
+
+
+def _froc_metrics(froc):
+    """Percentages: FROC (mean), S@<rate> overall, FROC-<class> (mean per class)."""
+    overall = froc["classes"]["overall"]
+    out = {"FROC": overall["mean"] * 100}
+    for rate, value in zip(froc["fp_rates"], overall["sensitivity"]):
+        out[f"S@{rate:g}"] = value * 100
+    for name, entry in froc["classes"].items():
+        if name != "overall":
+            out[f"FROC-{name}"] = entry["mean"] * 100
+    return out
+
+
+def _nan_to_none(value):
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def build_coco_evaluator(cfg, dataset_name, output_dir):
-    """Detectron2's COCOEvaluator with pycocotools' official COCOeval (`use_fast_impl=False`)."""
-    return COCOEvaluator(
-        dataset_name, tasks=eval_tasks(cfg), distributed=True, output_dir=output_dir,
-        use_fast_impl=False,
+    """The CXRCOCOEvaluator of a config (CXR.EVAL keys, see add_cxr_config)."""
+    ev = cfg.CXR.EVAL
+    limit = int(ev.MAX_DETS_PER_IMAGE)
+    if limit <= 10:
+        raise ConfigError(
+            f"CXR.EVAL.MAX_DETS_PER_IMAGE is {limit}; it must be more than 10 (COCO reports AR@1 "
+            "and AR@10 below it); the paper uses 300"
+        )
+    return CXRCOCOEvaluator(
+        dataset_name,
+        tasks=eval_tasks(cfg),
+        distributed=True,
+        output_dir=output_dir,
+        max_dets=[m for m in (1, 10, 100) if m < limit] + [limit],
+        agnostic=ev.AGNOSTIC,
+        backend=ev.BACKEND,
+        froc=ev.FROC.ENABLED,
+        froc_iou_thresh=ev.FROC.IOU_THRESH,
+        froc_fp_rates=tuple(ev.FROC.FP_RATES),
+        run_info={
+            "model": model_name(cfg),
+            "config": cfg.dump(),
+            "train_datasets": list(cfg.DATASETS.TRAIN),
+            "output_dir": cfg.OUTPUT_DIR,
+        },
     )

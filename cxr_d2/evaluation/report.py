@@ -1,0 +1,250 @@
+"""
+The paper's tables from any set of runs: Table I (class-specific detection), Table II
+(class-agnostic detection) and Table III (instance segmentation), each with mAP, AP50 and AR
+(300 detections) per dataset per model, as Markdown, CSV and LaTeX, plus a bar chart.
+
+Input: the `evaluation.json` files the evaluator writes to `OUTPUT_DIR/inference/<dataset>/`.
+Rows are models (named from each run's config), columns datasets; a cell no run provides is
+"n/a". Runs that cannot be read are skipped and listed, never fatal for the others.
+"""
+
+import csv
+import glob
+import json
+import os
+from collections import OrderedDict
+
+from tabulate import tabulate
+
+from .coco import METRICS_FILE
+from .naming import dataset_label, is_agnostic_dataset
+
+__all__ = ["TABLES", "MISSING", "find_metrics", "collect", "build_table", "write_report"]
+
+MISSING = "n/a"
+# (file stem, title, what it holds)
+TABLES = (
+    ("table1_class_specific", "Table I: class-specific detection (boxes)"),
+    ("table2_class_agnostic", "Table II: class-agnostic detection (boxes)"),
+    ("table3_instance_segmentation", "Table III: instance segmentation (masks)"),
+)
+# (column name, metric key in evaluation.json)
+METRICS = (("mAP", "AP"), ("AP50", "AP50"), ("AR", "AR"))
+
+
+def find_metrics(path):
+    """
+    The evaluation.json files of a run folder (its `inference/*/`), of an evaluation folder, or
+    the file itself. Raises ValueError with the reason when there is none.
+    """
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise ValueError("no such file or folder")
+    if os.path.isfile(os.path.join(path, METRICS_FILE)):
+        return [os.path.join(path, METRICS_FILE)]
+    found = sorted(glob.glob(os.path.join(path, "inference", "*", METRICS_FILE)))
+    if not found:
+        raise ValueError(
+            f"no {METRICS_FILE} in {os.path.join(path, 'inference', '<dataset>')}/ "
+            "(evaluate the run first: tools/train_net.py --eval-only)"
+        )
+    return found
+
+
+def _load(path):
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read it ({e})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("tasks"), dict):
+        raise ValueError("not a metrics file of cxr_d2 (no 'tasks')")
+    if not record.get("dataset"):
+        raise ValueError("no 'dataset' in it")
+    return record
+
+
+def _run_name(path):
+    """The run folder of `.../RUN/inference/<dataset>/evaluation.json`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    parent = os.path.dirname(folder)
+    if os.path.basename(parent) == "inference":
+        return os.path.basename(os.path.dirname(parent))
+    return os.path.basename(folder)
+
+
+def _row_label(record, path):
+    model = record.get("model") or _run_name(path)
+    train = record.get("train_datasets") or []
+    if train and all(is_agnostic_dataset(n) for n in train):
+        model += " (agnostic training)"
+    return model
+
+
+def collect(paths):
+    """
+    Read every run. Returns (records, skipped): records are metrics dicts with `_row` (the
+    row label, made unique per run) and `_path`; skipped is a list of (path, reason).
+    """
+    records, skipped = [], []
+    for path in paths:
+        try:
+            files = find_metrics(path)
+        except ValueError as e:
+            skipped.append((path, str(e)))
+            continue
+        for f in files:
+            try:
+                record = _load(f)
+            except ValueError as e:
+                skipped.append((f, str(e)))
+                continue
+            record["_path"] = f
+            record["_run"] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(f))))
+            record["_row"] = _row_label(record, f)
+            records.append(record)
+    # Two runs with the same model name: tell them apart by their folder.
+    runs_per_label = {}
+    for r in records:
+        runs_per_label.setdefault(r["_row"], set()).add(r["_run"])
+    for r in records:
+        if len(runs_per_label[r["_row"]]) > 1:
+            r["_row"] = f"{r['_row']} [{_run_name(r['_path'])}]"
+    return records, skipped
+
+
+def _cell(record, table):
+    """The metrics dict a record contributes to a table (or None), and its column."""
+    tasks, agnostic_ds = record["tasks"], bool(record.get("agnostic_dataset"))
+    if table == "table1_class_specific":
+        return (None if agnostic_ds else tasks.get("bbox")), record["dataset"]
+    if table == "table2_class_agnostic":
+        metrics = tasks.get("bbox") if agnostic_ds else tasks.get("bbox_agnostic")
+        return metrics, dataset_label(record["dataset"])
+    return (None if agnostic_ds else tasks.get("segm")), record["dataset"]
+
+
+def build_table(records, table):
+    """
+    Returns (rows, datasets, cells): row labels, dataset columns, and
+    cells[(row, dataset)] = {"mAP": float or None, "AP50": ..., "AR": ...}.
+    """
+    cells = OrderedDict()
+    for r in records:
+        metrics, column = _cell(r, table)
+        if isinstance(metrics, dict) and (r["_row"], column) not in cells:
+            cells[(r["_row"], column)] = {name: metrics.get(key) for name, key in METRICS}
+    rows = list(dict.fromkeys(row for row, _ in cells))
+    datasets = sorted(dict.fromkeys(ds for _, ds in cells))
+    return rows, datasets, cells
+
+
+def _fmt(value):
+    return MISSING if value is None else f"{value:.1f}"
+
+
+def _grid(rows, datasets, cells):
+    header = ["Model"] + [f"{ds} {name}" for ds in datasets for name, _ in METRICS]
+    body = []
+    for row in rows:
+        line = [row]
+        for ds in datasets:
+            cell = cells.get((row, ds), {})
+            line += [_fmt(cell.get(name)) for name, _ in METRICS]
+        body.append(line)
+    return header, body
+
+
+def _write_table(out_dir, stem, title, rows, datasets, cells):
+    header, body = _grid(rows, datasets, cells)
+    paths = {ext: os.path.join(out_dir, f"{stem}.{ext}") for ext in ("md", "csv", "tex")}
+    note = "" if body else "\n_No run has results for this table._\n"
+    with open(paths["md"], "w") as f:
+        f.write(f"### {title}\n\n")
+        f.write(tabulate(body, headers=header, tablefmt="github", disable_numparse=True) + "\n")
+        f.write(note)
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(body)
+    with open(paths["tex"], "w") as f:
+        f.write(f"% {title}\n")
+        if body:
+            f.write(
+                tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
+            )
+            f.write("\n")
+        else:
+            f.write("% No run has results for this table.\n")
+    return paths
+
+
+def _bar_chart(tables, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 4), squeeze=False)
+    for ax, (title, (rows, datasets, cells)) in zip(axes[0], tables):
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("mAP")
+        ax.set_ylim(0, 100)
+        if not rows:
+            ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)
+            continue
+        width = 0.8 / len(rows)
+        x = np.arange(len(datasets))
+        for i, row in enumerate(rows):
+            values = [cells.get((row, ds), {}).get("mAP") for ds in datasets]
+            heights = [v if v is not None else 0.0 for v in values]
+            bars = ax.bar(x + i * width - 0.4 + width / 2, heights, width, label=row)
+            for bar, v in zip(bars, values):
+                if v is None:
+                    ax.text(
+                        bar.get_x() + bar.get_width() / 2,
+                        0,
+                        MISSING,
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                        rotation=90,
+                    )
+        ax.set_xticks(x)
+        ax.set_xticklabels(datasets, fontsize=7, rotation=15)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(records, skipped, out_dir):
+    """
+    Write the three tables (`<stem>.md/.csv/.tex`), `tables.md` with all three and the list
+    of skipped runs, and `report.png` (mAP bars) into `out_dir`.
+
+    Args:
+        records, skipped: from `collect`.
+
+    Returns:
+        dict: table stem (and "all", "chart") -> {extension: path}.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    written, built = {}, []
+    for stem, title in TABLES:
+        rows, datasets, cells = build_table(records, stem)
+        written[stem] = _write_table(out_dir, stem, title, rows, datasets, cells)
+        built.append((title, (rows, datasets, cells)))
+    all_md = os.path.join(out_dir, "tables.md")
+    with open(all_md, "w") as f:
+        f.write("\n".join(open(written[stem]["md"]).read() for stem, _ in TABLES))
+        if skipped:
+            f.write("\nSkipped (could not be read):\n\n")
+            f.writelines(f"- `{p}`: {reason}\n" for p, reason in skipped)
+    written["all"] = {"md": all_md}
+    chart = os.path.join(out_dir, "report.png")
+    _bar_chart(built, chart)
+    written["chart"] = {"png": chart}
+    return written

@@ -1,0 +1,119 @@
+"""FROC against a hand computation: hit criterion, duplicates, ties, images without lesions."""
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_util
+from pycocotools.coco import COCO
+
+from cxr_d2.evaluation.froc import FP_RATES, compute_froc, froc_curve, plot_froc, sensitivity_at
+
+
+def _coco(images, anns, cats=("a", "b")):
+    coco = COCO()
+    coco.dataset = {
+        "images": [{"id": i, "height": 100, "width": 100} for i in images],
+        "categories": [{"id": k, "name": n} for k, n in enumerate(cats)],
+        "annotations": [
+            {"id": k, "image_id": i, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+            for k, (i, c, b) in enumerate(anns, start=1)
+        ],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+# Four images; lesions: a on images 1 and 2, b on image 3; image 4 has none. Boxes XYWH.
+GT = [(1, 0, [0, 0, 10, 10]), (2, 0, [50, 50, 10, 10]), (3, 1, [20, 20, 10, 10])]
+DETS = [
+    (1, 0, [0, 0, 10, 10], 0.95),  # TP: lesion a on image 1
+    (4, 0, [5, 5, 10, 10], 0.90),  # FP: image without lesions
+    (1, 0, [0, 0, 10, 10], 0.85),  # FP: second hit on an already found lesion
+    (3, 0, [20, 20, 10, 10], 0.80),  # FP: right place, wrong class
+    (3, 1, [20, 20, 10, 10], 0.70),  # TP: lesion b
+    (2, 0, [50, 50, 10, 10], 0.60),  # TP: lesion a on image 2
+    (2, 1, [52, 52, 10, 10], 0.50),  # FP: no b lesion on image 2
+    (1, 0, [2, 0, 10, 10], 0.30),  # FP: IoU 80/120 >= 0.5 but the lesion is taken
+    (2, 0, [55, 50, 10, 10], 0.20),  # FP... IoU 50/150 = 1/3 < 0.5: a miss anyway
+]
+# Hand-worked, 4 images (FP per image = FP / 4):
+# a (2 lesions): TP .95 | FP .9 .85 .8 | TP .6 | FP .3 .2 -> points (0, 1/2), (.75, 1/2),
+#   (.75, 1), (1.25, 1): sensitivity 1/2 at 0.125, 0.25, 0.5; 1 from 1 FP per image.
+# b (1 lesion): TP .7, FP .5: 1 everywhere.
+# overall (3 lesions): TP .95 | FP .9 .85 .8 | TP .7 .6 | FP .5 .3 .2: 1/3 up to 0.5, then 1.
+EXPECTED = {
+    "a": [0.5, 0.5, 0.5, 1, 1, 1, 1],
+    "b": [1, 1, 1, 1, 1, 1, 1],
+    "overall": [1 / 3, 1 / 3, 1 / 3, 1, 1, 1, 1],
+}
+
+
+def _results():
+    return [{"image_id": i, "category_id": c, "bbox": b, "score": s} for i, c, b, s in DETS]
+
+
+def test_froc_matches_hand_computation():
+    froc = compute_froc(_coco([1, 2, 3, 4], GT), _results(), "bbox", iou_thresh=0.5)
+    assert froc["fp_rates"] == list(FP_RATES) and froc["num_images"] == 4
+    for name, expected in EXPECTED.items():
+        entry = froc["classes"][name]
+        np.testing.assert_allclose(entry["sensitivity"], expected, atol=1e-12, err_msg=name)
+        assert entry["mean"] == pytest.approx(np.mean(expected))
+    assert froc["classes"]["a"]["mean"] == pytest.approx(5.5 / 7)
+    assert froc["classes"]["overall"]["num_lesions"] == 3
+    # The stored step curve: the first point of each sensitivity, and the last point.
+    np.testing.assert_allclose(froc["classes"]["a"]["fppi"], [0, 0, 0.75, 1.25])
+    np.testing.assert_allclose(froc["classes"]["a"]["sens"], [0, 0.5, 1, 1])
+
+
+def test_iou_threshold_is_the_hit_criterion():
+    # IoU >= 0.3: the 0.2 detection (IoU 1/3 with lesion a of image 2) would hit, but that
+    # lesion is already taken by the 0.6 one: nothing changes.
+    froc = compute_froc(_coco([1, 2, 3, 4], GT), _results(), "bbox", iou_thresh=0.3)
+    np.testing.assert_allclose(froc["classes"]["overall"]["sensitivity"], EXPECTED["overall"])
+    # Without the 0.6 detection, the 0.2 one is the hit at IoU >= 0.3, not at >= 0.5.
+    results = [r for r in _results() if r["score"] != 0.6]
+    low = compute_froc(_coco([1, 2, 3, 4], GT), results, "bbox", iou_thresh=0.3)
+    high = compute_froc(_coco([1, 2, 3, 4], GT), results, "bbox", iou_thresh=0.5)
+    assert low["classes"]["a"]["sensitivity"][-1] == 1.0
+    assert high["classes"]["a"]["sensitivity"][-1] == 0.5
+    # IoU above 1: nothing is a hit.
+    none = compute_froc(_coco([1, 2, 3, 4], GT), _results(), "bbox", iou_thresh=1.01)
+    assert none["classes"]["overall"]["sensitivity"] == [0.0] * 7
+
+
+def test_masks_of_rectangles_give_the_box_answer():
+    coco = _coco([1, 2, 3, 4], GT)
+    for ann in coco.dataset["annotations"]:
+        x, y, w, h = ann["bbox"]
+        ann["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    results = []
+    for r in _results():
+        m = np.zeros((100, 100), dtype=np.uint8, order="F")
+        x, y, w, h = r["bbox"]
+        m[y : y + h, x : x + w] = 1
+        results.append(dict(r, segmentation=mask_util.encode(m)))
+    froc = compute_froc(coco, results, "segm")
+    for name, expected in EXPECTED.items():
+        np.testing.assert_allclose(froc["classes"][name]["sensitivity"], expected, err_msg=name)
+
+
+def test_tied_scores_are_cut_together():
+    fppi, sens, thr = froc_curve(
+        np.array([0.9, 0.9]), np.array([1, 0]), num_lesions=1, num_images=4
+    )
+    np.testing.assert_allclose(fppi, [0, 0.25])
+    np.testing.assert_allclose(sens, [0, 1])
+    assert sensitivity_at(fppi, sens, (0.125, 0.25)) == [0.0, 1.0]
+
+
+def test_class_without_lesions_is_nan_not_zero(tmp_path):
+    froc = compute_froc(_coco([1, 2], GT[:1], cats=("a", "b")), _results()[:1], "bbox")
+    assert np.isnan(froc["classes"]["b"]["mean"])
+    assert froc["classes"]["overall"]["sensitivity"] == [1.0] * 7
+    path = tmp_path / "froc.png"
+    plot_froc(froc, str(path))
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,173 @@
+"""
+tools/report.py over two phantom runs: one trained (3 iterations) and scored through the real
+Trainer and its evaluator hook, one scored by the evaluator on predictions made from the
+ground truth; plus runs that cannot be read, which are listed and skipped.
+"""
+
+import csv
+import json
+import os
+import runpy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from cxr_d2.config import add_cxr_config
+from cxr_d2.engine import Trainer, check_config
+
+from .conftest import TINY
+from .test_train import TINY_OPTS, _config
+
+
+def _cfg(family, output_dir, extra=()):
+    cfg = get_cfg()
+    add_cxr_config(cfg)
+    cfg.merge_from_file(_config(family))
+    cfg.merge_from_list(TINY_OPTS + ["OUTPUT_DIR", str(output_dir), *extra])
+    check_config(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def _trained_run(root):
+    """Mask R-CNN, 3 iterations; DefaultTrainer's EvalHook scores it when training ends."""
+    out = root / "mask_rcnn"
+    cfg = _cfg("mask_rcnn", out, ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    return out
+
+
+def _gt_predictions(record, rng):
+    """The lesions of an image as predictions: jittered boxes, random scores, one false positive."""
+    boxes = [
+        BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in record["annotations"]
+    ]
+    boxes = np.asarray(boxes + [[2.0, 2.0, 30.0, 30.0]], dtype=np.float32).reshape(-1, 4)
+    boxes = boxes + rng.normal(0, 1.0, boxes.shape).astype(np.float32)
+    inst = Instances((record["height"], record["width"]))
+    inst.pred_boxes = Boxes(torch.from_numpy(boxes))
+    inst.scores = torch.from_numpy(rng.uniform(0.1, 1.0, len(boxes)).astype(np.float32))
+    inst.pred_classes = torch.zeros(len(boxes), dtype=torch.int64)
+    return {"instances": inst}
+
+
+def _agnostic_run(root):
+    """A RetinaNet 'trained on' the agnostic phantom, scored on its test and val splits."""
+    out = root / "retinanet"
+    train = (
+        "DATASETS.TRAIN",
+        f"('{TINY}_agnostic_train',)",
+        "DATASETS.TEST",
+        f"('{TINY}_agnostic_test',)",
+    )
+    cfg = _cfg("retinanet", out, train)
+    rng = np.random.default_rng(0)
+    for split in ("test", "val"):
+        name = f"{TINY}_agnostic_{split}"
+        evaluator = Trainer.build_evaluator(cfg, name)
+        evaluator.reset()
+        for record in DatasetCatalog.get(name):
+            evaluator.process([record], [_gt_predictions(record, rng)])
+        evaluator.evaluate()
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_phantom, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    empty = root / "not_evaluated"
+    empty.mkdir()
+    broken = root / "broken" / "inference" / f"{TINY}_test"
+    broken.mkdir(parents=True)
+    (broken / "evaluation.json").write_text("{not json")
+    return {
+        "mask": _trained_run(root),
+        "retina": _agnostic_run(root),
+        "empty": empty,
+        "broken": root / "broken",
+    }
+
+
+def _report(*paths, out):
+    cmd = [
+        sys.executable,
+        os.path.join("tools", "report.py"),
+        *map(str, paths),
+        "--output",
+        str(out),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_trainer_writes_metrics(runs):
+    path = runs["mask"] / "inference" / f"{TINY}_test" / "evaluation.json"
+    metrics = json.loads(path.read_text())
+    assert metrics["model"] == "Mask R-CNN R-18-FPN"
+    assert set(metrics["tasks"]) >= {"bbox", "segm", "bbox_agnostic", "segm_agnostic", "bbox_froc"}
+    for task in ("bbox", "segm", "bbox_agnostic", "segm_agnostic"):
+        assert {"AP", "AP50", "AR", "AR@100", "AR@300"} <= set(metrics["tasks"][task])
+    assert "MASK_ON: true" in metrics["config"]
+    images = metrics["split_manifest"][f"{TINY}_test"]
+    assert len(images) == metrics["num_images"] > 0
+    run_manifest = json.loads((runs["mask"] / "split_manifest.json").read_text())
+    assert images == run_manifest[f"{TINY}_test"]
+    assert (path.parent / "froc_segm_agnostic.png").is_file()
+
+
+def test_report_writes_three_tables(runs, tmp_path):
+    r = _report(runs["mask"], runs["retina"], runs["empty"], runs["broken"], out=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped:")]
+    assert len(skipped) == 2, r.stderr
+    assert "not_evaluated" in skipped[0] and "no evaluation.json" in skipped[0]
+    assert "broken" in skipped[1] and "cannot read" in skipped[1]
+    for stem in ("table1_class_specific", "table2_class_agnostic", "table3_instance_segmentation"):
+        for ext in ("md", "csv", "tex"):
+            assert (tmp_path / f"{stem}.{ext}").stat().st_size > 0, (stem, ext)
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+    mask = json.loads((runs["mask"] / "inference" / f"{TINY}_test" / "evaluation.json").read_text())
+    with open(tmp_path / "table1_class_specific.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["Model", f"{TINY}_test mAP", f"{TINY}_test AP50", f"{TINY}_test AR"]
+    assert rows[1] == ["Mask R-CNN R-18-FPN"] + [
+        f"{mask['tasks']['bbox'][k]:.1f}" for k in ("AP", "AP50", "AR")
+    ]
+    table2 = (tmp_path / "table2_class_agnostic.md").read_text()
+    # The Mask R-CNN scored class-agnostically next to the agnostic-trained RetinaNet; it was
+    # not evaluated on val: a missing cell.
+    assert "Mask R-CNN R-18-FPN" in table2 and "RetinaNet R-18-FPN (agnostic training)" in table2
+    mask_row = next(line for line in table2.splitlines() if line.startswith("| Mask R-CNN"))
+    assert mask_row.count("n/a") == 3
+    assert f"{mask['tasks']['bbox_agnostic']['AP']:.1f}" in mask_row
+    table3 = (tmp_path / "table3_instance_segmentation.md").read_text()
+    assert "Mask R-CNN R-18-FPN" in table3 and "RetinaNet" not in table3
+    tex = (tmp_path / "table2_class_agnostic.tex").read_text()
+    assert "\\toprule" in tex and "cxr\\_phantom\\_tiny\\_val" in tex
+
+
+def test_report_without_readable_runs_fails_in_one_line(tmp_path, capsys):
+    main = runpy.run_path(os.path.join("tools", "report.py"), run_name="report")["main"]
+    (tmp_path / "not_evaluated").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                str(tmp_path / "not_evaluated"),
+                str(tmp_path / "nowhere"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+    assert str(exit_info.value.code).startswith("error: none of the 2 run folders")
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"skipped: {tmp_path / 'not_evaluated'}: no evaluation.json")
+    assert err[1] == f"skipped: {tmp_path / 'nowhere'}: no such file or folder"
+    assert not (tmp_path / "out").exists()  # nothing written
