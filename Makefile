@@ -22,10 +22,10 @@ demo: setup
 	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG)
 
 test: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" tests projects/SipMask/tests
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q -m slow tests projects/SipMask/tests
 
 clean:
 	rm -rf $(VENV) .cache output

@@ -1,4 +1,4 @@
-"""cxr-d2: a Detectron2 plugin for abnormalities in chest X-rays.
+"""cxr-d2: a Detectron2 plugin for abnormalities in chest X-rays (and the SipMask project).
 
 Detectron2 itself is not a declared dependency: PyPI has no official build. Install it first
 (an official build, or `python tools/install_detectron2.py`, which `make setup` runs).
@@ -10,7 +10,9 @@ setup(
     version="0.1.0",
     description="Detectron2 plugin for detection and instance segmentation in chest X-rays",
     python_requires=">=3.10",
-    packages=find_packages(include=["cxr_d2", "cxr_d2.*"]),
+    packages=find_packages(include=["cxr_d2", "cxr_d2.*"])
+    + find_packages("projects/SipMask", include=["sipmask", "sipmask.*"]),
+    package_dir={"sipmask": "projects/SipMask/sipmask"},
     install_requires=[
         "torch>=2.0",
         "torchvision>=0.15",

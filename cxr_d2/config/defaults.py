@@ -1,5 +1,6 @@
 from detectron2.config import CfgNode as CN
 
+from .fcos import add_fcos_config
 from .num_classes import NUM_CLASSES_KEYS, parent_node
 
 __all__ = ["add_cxr_config"]
@@ -46,3 +47,6 @@ def add_cxr_config(cfg):
     cfg.CXR.EVAL.FROC.IOU_THRESH = 0.5
     # False positives per image at which sensitivity is reported; their mean is `FROC`.
     cfg.CXR.EVAL.FROC.FP_RATES = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+
+    # FCOS (MODEL.FCOS, AdelaiDet's keys; the base of SipMask and BlendMask).
+    add_fcos_config(cfg)

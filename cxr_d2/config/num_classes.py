@@ -10,6 +10,7 @@ __all__ = ["NUM_CLASSES_KEYS", "resolve_num_classes", "parent_node"]
 NUM_CLASSES_KEYS = [
     "MODEL.ROI_HEADS.NUM_CLASSES",
     "MODEL.RETINANET.NUM_CLASSES",
+    "MODEL.FCOS.NUM_CLASSES",
 ]
 
 

@@ -1,0 +1,19 @@
+"""SipMask as a Detectron2 project: importing it registers META_ARCHITECTURE "SipMask"."""
+from .config import add_sipmask_config
+from .head import FeatureAlign, SipMaskHead
+from .basis import BasisModule
+from .loss import mask_alignment_weighted_loss, per_instance_mask_loss
+from .sipmask import SipMask, paste_masks
+from .smp import spatial_mask_prediction
+
+__all__ = [
+    "add_sipmask_config",
+    "BasisModule",
+    "FeatureAlign",
+    "SipMaskHead",
+    "SipMask",
+    "mask_alignment_weighted_loss",
+    "paste_masks",
+    "per_instance_mask_loss",
+    "spatial_mask_prediction",
+]

@@ -1,0 +1,115 @@
+"""SipMask's head: FCOS towers, feature alignment, coefficients per sub-region, basis masks."""
+from typing import List
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from torch import nn
+from torch.nn import functional as F
+from torchvision.ops import deform_conv2d
+
+from cxr_d2.modeling.fcos_head import FCOSHead
+
+from .basis import BasisModule
+
+__all__ = ["FeatureAlign", "SipMaskHead"]
+
+
+class FeatureAlign(nn.Module):
+    """
+    A 3x3 conv + ReLU on the classification tower. With `deformable`, its sampling offsets
+    come from a zero-initialised 1x1 conv over the detached, ReLU'd box regression (l, t, r, b)
+    in strides (torchvision's deform_conv2d), so it starts as a plain conv.
+    """
+
+    def __init__(self, channels: int, deformable: bool = True, kernel_size: int = 3):
+        super().__init__()
+        self.deformable = deformable
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.empty(channels, channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        nn.init.normal_(self.weight, std=0.01)
+        if deformable:
+            self.offset = nn.Conv2d(4, 2 * kernel_size * kernel_size, 1)
+            nn.init.zeros_(self.offset.weight)
+            nn.init.zeros_(self.offset.bias)
+
+    def forward(self, x, box_reg):
+        """
+        Args:
+            x: (N, C, H, W) classification tower features.
+            box_reg: (N, 4, H, W) regressed (l, t, r, b) in strides.
+        Returns:
+            (N, C, H, W) aligned features.
+        """
+        if not self.deformable:
+            return F.relu(F.conv2d(x, self.weight, self.bias, padding=self.padding))
+        offset = self.offset(F.relu(box_reg.detach()))
+        return F.relu(deform_conv2d(x, offset, self.weight, self.bias, padding=self.padding))
+
+
+class SipMaskHead(FCOSHead):
+    """
+    FCOSHead plus: feature alignment on the classification tower (class logits and
+    coefficients read the aligned features), a 3x3 conv giving rows*cols*m coefficients per
+    location, and the basis masks from the box tower.
+    """
+
+    @configurable
+    def __init__(self, *, basis_module: nn.Module, basis_in_levels: List[int], num_basis: int,
+                 grid, feature_align: bool = True, strides: List[int], **kwargs):
+        """
+        Args:
+            basis_module: maps the box-tower features of `basis_in_levels` to the basis.
+            basis_in_levels: indices of the head's input levels feeding the basis.
+            num_basis: m.
+            grid: (rows, cols) sub-regions.
+            feature_align: deformable (True) or plain (False) alignment conv.
+            strides: stride of each input level (offsets are in strides).
+            kwargs: arguments of :class:`FCOSHead`.
+        """
+        super().__init__(**kwargs)
+        ch = kwargs["input_shape"][0].channels
+        self.basis_module = basis_module
+        self.basis_in_levels = list(basis_in_levels)
+        self.strides = list(strides)
+        self.feature_align = FeatureAlign(ch, deformable=feature_align)
+        self.coefficients = nn.Conv2d(ch, grid[0] * grid[1] * num_basis, 3, padding=1)
+        nn.init.normal_(self.coefficients.weight, std=0.01)
+        nn.init.constant_(self.coefficients.bias, 0)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        kwargs = super().from_config(cfg, input_shape)
+        s = cfg.MODEL.SIPMASK
+        names = list(cfg.MODEL.FCOS.IN_FEATURES)
+        levels = [names.index(k) for k in s.BASIS_IN_FEATURES]
+        kwargs.update(
+            basis_module=BasisModule(cfg, input_shape[0].channels),
+            basis_in_levels=levels,
+            num_basis=s.NUM_BASIS,
+            grid=tuple(s.GRID),
+            feature_align=s.FEATURE_ALIGN,
+            strides=[x.stride for x in input_shape],
+        )
+        return kwargs
+
+    def forward(self, features):
+        """
+        Returns:
+            logits, bbox_reg, ctrness, coefficients: per level (N, K, Hi, Wi), (N, 4, Hi, Wi),
+                (N, 1, Hi, Wi), (N, rows*cols*m, Hi, Wi) (sub-region major, then basis).
+            basis: (N, m, Hb, Wb).
+        """
+        cls_feats, box_feats = self.towers(features)
+        bbox_reg, ctrness = self.predict_boxes(box_feats)
+        reg_in_strides = bbox_reg if self.norm_reg_targets else [
+            r / s for r, s in zip(bbox_reg, self.strides)
+        ]
+        aligned = [self.feature_align(x, r) for x, r in zip(cls_feats, reg_in_strides)]
+        logits = [self.cls_logits(x) for x in aligned]
+        if not self.centerness_on_reg:
+            ctrness = [self.ctrness(x) for x in cls_feats]
+        coefficients = [self.coefficients(x) for x in aligned]
+        basis = self.basis_module([box_feats[i] for i in self.basis_in_levels])
+        return logits, bbox_reg, ctrness, coefficients, basis

@@ -1,0 +1,242 @@
+"""SipMask (Cao et al., ECCV 2020) on Detectron2's FCOS."""
+import logging
+from typing import List
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import batched_nms, cat
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, Instances
+from detectron2.structures.boxes import matched_pairwise_iou
+from detectron2.utils.events import get_event_storage
+from torch.nn import functional as F
+
+from cxr_d2.errors import ConfigError
+from cxr_d2.modeling.fcos import FCOS, fcos_config_kwargs
+
+from .head import SipMaskHead
+from .loss import gt_masks_at_basis, mask_alignment_weighted_loss, per_instance_mask_loss
+from .smp import spatial_mask_prediction
+
+__all__ = ["SipMask", "paste_masks"]
+
+logger = logging.getLogger(__name__)
+
+
+def paste_masks(mask_probs, boxes, basis_stride, image_size, output_size, threshold):
+    """
+    Masks at basis resolution to bool masks at output resolution, zero outside the boxes.
+
+    Args:
+        mask_probs: (P, Hb, Wb) SMP output for the padded input.
+        boxes: (P, 4) boxes in output pixels.
+        basis_stride: input pixels per basis pixel.
+        image_size: (h, w) of the (unpadded) input image.
+        output_size: (H, W) of the original image.
+        threshold: probability threshold.
+    Returns:
+        (P, H, W) bool.
+    """
+    num = len(mask_probs)
+    if num == 0:
+        return mask_probs.new_zeros((0, *output_size), dtype=torch.bool)
+    ys = torch.arange(output_size[0], device=boxes.device, dtype=boxes.dtype) + 0.5
+    xs = torch.arange(output_size[1], device=boxes.device, dtype=boxes.dtype) + 0.5
+    in_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] < boxes[:, 3:4])  # (P, H)
+    in_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] < boxes[:, 2:3])  # (P, W)
+    out = []
+    for start in range(0, num, 16):  # bounds memory at full resolution
+        x = F.interpolate(mask_probs[start : start + 16, None], scale_factor=basis_stride,
+                          mode="bilinear", align_corners=False)
+        x = x[:, :, : image_size[0], : image_size[1]]
+        x = F.interpolate(x, size=output_size, mode="bilinear", align_corners=False)[:, 0]
+        out.append(x > threshold)
+    return cat(out) & in_y[:, :, None] & in_x[:, None, :]
+
+
+@META_ARCH_REGISTRY.register()
+class SipMask(FCOS):
+    """
+    SipMask: FCOS whose head also predicts basis masks (CBM) and, per location, one set of
+    coefficients per sub-region of its box (SP) from aligned features (FA). Training adds
+    loss_mask (WL); inference adds pred_masks by spatial mask prediction (SMP).
+    """
+
+    @configurable
+    def __init__(self, *, grid, weighted_loss=True, mask_loss_weight=1.0, mask_thresh=0.4,
+                 max_mask_positives=0, **kwargs):
+        """
+        Args:
+            grid: (rows, cols) sub-regions.
+            weighted_loss: mask alignment weighting (WL).
+            mask_loss_weight: weight of loss_mask.
+            mask_thresh: mask probability threshold at inference.
+            max_mask_positives: positives per image given a mask loss (0 = all).
+            kwargs: arguments of :class:`cxr_d2.modeling.FCOS`; `head` a SipMaskHead.
+        """
+        super().__init__(**kwargs)
+        self.grid = tuple(grid)
+        self.weighted_loss = weighted_loss
+        self.mask_loss_weight = mask_loss_weight
+        self.mask_thresh = mask_thresh
+        self.max_mask_positives = max_mask_positives
+        self.num_basis = self.head.coefficients.out_channels // (self.grid[0] * self.grid[1])
+
+    @classmethod
+    def from_config(cls, cfg):
+        s = cfg.MODEL.SIPMASK
+        if len(s.GRID) != 2 or min(s.GRID) < 1:
+            raise ConfigError(f"MODEL.SIPMASK.GRID is {s.GRID}; give (rows, cols), e.g. (2, 2)")
+        bad = [k for k in s.BASIS_IN_FEATURES if k not in cfg.MODEL.FCOS.IN_FEATURES]
+        if bad or not s.BASIS_IN_FEATURES:
+            raise ConfigError(
+                f"MODEL.SIPMASK.BASIS_IN_FEATURES {list(s.BASIS_IN_FEATURES)} must be a "
+                f"non-empty subset of MODEL.FCOS.IN_FEATURES {list(cfg.MODEL.FCOS.IN_FEATURES)}"
+            )
+        backbone = build_backbone(cfg)
+        kwargs = fcos_config_kwargs(cfg, backbone)
+        shapes = backbone.output_shape()
+        kwargs["head"] = SipMaskHead(cfg, [shapes[k] for k in cfg.MODEL.FCOS.IN_FEATURES])
+        kwargs.update(
+            grid=tuple(s.GRID),
+            weighted_loss=s.WEIGHTED_LOSS,
+            mask_loss_weight=s.MASK_LOSS_WEIGHT,
+            mask_thresh=s.MASK_THRESH,
+            max_mask_positives=s.MAX_MASK_POSITIVES,
+        )
+        return kwargs
+
+    def _split(self, predictions):
+        logits, bbox_reg, ctrness, coefficients, basis = predictions
+        k = self.grid[0] * self.grid[1] * self.num_basis
+        dense = self._transpose_dense_predictions(
+            [logits, bbox_reg, ctrness, coefficients], [self.num_classes, 4, 1, k]
+        )
+        return (*dense, basis)
+
+    def forward(self, batched_inputs):
+        """
+        As :meth:`DenseDetector.forward`; inference adds `pred_masks` (R, H, W) bool at the
+        resolution of each input's "height" and "width".
+        """
+        if self.training:
+            return super().forward(batched_inputs)
+        images = self.preprocess_image(batched_inputs)
+        features = self.backbone(images.tensor)
+        features = [features[f] for f in self.head_in_features]
+        results = self.forward_inference(images, features, self.head(features))
+        processed = []
+        for r, inp, image_size in zip(results, batched_inputs, images.image_sizes):
+            height = inp.get("height", image_size[0])
+            width = inp.get("width", image_size[1])
+            probs = r.mask_probs
+            r.remove("mask_probs")
+            r = detector_postprocess(r, height, width)  # keeps the boxes' order
+            r.pred_masks = paste_masks(
+                probs[r.keep_index] if len(r) else probs[:0], r.pred_boxes.tensor,
+                self._basis_stride, image_size, (height, width), self.mask_thresh,
+            )
+            r.remove("keep_index")
+            processed.append({"instances": r})
+        return processed
+
+    def forward_inference(self, images, features, predictions):
+        """
+        Returns:
+            per image Instances at input resolution with pred_boxes, scores, pred_classes,
+            mask_probs (R, Hb, Wb) (SMP at basis resolution) and keep_index (arange(R)).
+        """
+        pred_logits, pred_deltas, pred_ctr, pred_coeffs, basis = self._split(predictions)
+        anchors = self.anchor_generator(features)
+        self._basis_stride = images.tensor.shape[-1] // basis.shape[-1]
+        results = []
+        for i, image_size in enumerate(images.image_sizes):
+            scores = [torch.sqrt(x[i].sigmoid() * y[i].sigmoid()) for x, y in
+                      zip(pred_logits, pred_ctr)]
+            r = self._decode_with_coefficients(
+                anchors, scores, [x[i] for x in pred_deltas], [x[i] for x in pred_coeffs],
+                image_size,
+            )
+            c = r.coefficients.view(len(r), self.grid[0] * self.grid[1], self.num_basis)
+            r.mask_probs = spatial_mask_prediction(
+                basis[i], c, r.pred_boxes.tensor / self._basis_stride, self.grid
+            )
+            r.remove("coefficients")
+            r.keep_index = torch.arange(len(r), device=basis.device)
+            results.append(r)
+        return results
+
+    def _decode_with_coefficients(self, anchors, scores, deltas, coeffs, image_size):
+        """Detectron2's per-level decoding (threshold, top-k, boxes), keeping each kept
+        location's coefficients; then class-wise NMS and the top detections."""
+        per_level = []
+        for anchors_i, scores_i, deltas_i, coeffs_i in zip(anchors, scores, deltas, coeffs):
+            keep = scores_i > self.test_score_thresh
+            values = scores_i[keep]
+            idxs = torch.nonzero(keep)
+            values, order = values.sort(descending=True)
+            num = min(self.test_topk_candidates, len(order))
+            values, idxs = values[:num], idxs[order[:num]]
+            loc, cls = idxs.unbind(dim=1)
+            boxes = self.box2box_transform.apply_deltas(deltas_i[loc], anchors_i.tensor[loc])
+            per_level.append(Instances(image_size, pred_boxes=Boxes(boxes), scores=values,
+                                       pred_classes=cls, coefficients=coeffs_i[loc]))
+        r = Instances.cat(per_level)
+        keep = batched_nms(r.pred_boxes.tensor, r.scores, r.pred_classes, self.test_nms_thresh)
+        return r[keep[: self.max_detections_per_image]]
+
+    def forward_training(self, images, features, predictions, gt_instances):
+        pred_logits, pred_deltas, pred_ctr, pred_coeffs, basis = self._split(predictions)
+        anchors = self.anchor_generator(features)
+        matched = self.match_anchors(anchors, gt_instances)
+        gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances, matched)
+        losses = self.losses(anchors, pred_logits, gt_labels, pred_deltas, gt_boxes, pred_ctr)
+        loss_mask = self.mask_loss(
+            images.tensor.shape[-2:], anchors, matched, gt_instances,
+            cat(pred_logits, dim=1), cat(pred_deltas, dim=1), cat(pred_coeffs, dim=1), basis,
+        )
+        losses["loss_mask"] = loss_mask * self.mask_loss_weight
+        return losses
+
+    def mask_loss(self, padded_size, anchors, matched, gt_instances, logits, deltas, coeffs,
+                  basis):
+        """
+        Args:
+            padded_size: (H, W) of the batched input.
+            anchors: per level Boxes; matched: per image (R,) gt index or -1.
+            gt_instances: per image, with gt_boxes, gt_classes, gt_masks.
+            logits: (N, R, K); deltas: (N, R, 4); coeffs: (N, R, rows*cols*m);
+            basis: (N, m, Hb, Wb).
+        Returns:
+            scalar loss_mask (WL-weighted or plain BCE).
+        """
+        anchors = Boxes.cat(anchors).tensor
+        stride = padded_size[-1] // basis.shape[-1]
+        losses, ious, scores = [], [], []
+        for i, (gt, idx) in enumerate(zip(gt_instances, matched)):
+            pos = torch.nonzero(idx >= 0).squeeze(1)
+            if len(pos) == 0:
+                continue
+            gt_idx = idx[pos]
+            score = logits[i, pos, gt.gt_classes[gt_idx]].detach().sigmoid()
+            if 0 < self.max_mask_positives < len(pos):
+                keep = score.topk(self.max_mask_positives).indices
+                pos, gt_idx, score = pos[keep], gt_idx[keep], score[keep]
+            boxes = self.box2box_transform.apply_deltas(deltas[i, pos], anchors[pos]).detach()
+            if not gt.has("gt_masks"):
+                raise ValueError("SipMask needs instance masks: set INPUT.MASK_FORMAT and use a "
+                                 "dataset with segmentation")
+            masks = gt.gt_masks.tensor if hasattr(gt.gt_masks, "tensor") else None
+            if masks is None:
+                raise ValueError("SipMask expects gt_masks as BitMasks (INPUT.MASK_FORMAT bitmask)")
+            targets = gt_masks_at_basis(masks, padded_size, stride)[gt_idx]
+            c = coeffs[i, pos].view(len(pos), self.grid[0] * self.grid[1], self.num_basis)
+            losses.append(per_instance_mask_loss(basis[i], c, boxes / stride, targets, self.grid))
+            ious.append(matched_pairwise_iou(Boxes(boxes), gt.gt_boxes[gt_idx]))
+            scores.append(score)
+        if not losses:
+            return basis.sum() * 0
+        losses, ious, scores = cat(losses), cat(ious), cat(scores)
+        get_event_storage().put_scalar("sipmask/mask_iou_weight", (ious * scores).mean().item())
+        return mask_alignment_weighted_loss(losses, ious, scores, self.weighted_loss)

@@ -1,0 +1,170 @@
+"""SipMask: loss by hand, gradients, every switch, inference outputs."""
+import os
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+from sipmask import add_sipmask_config, mask_alignment_weighted_loss, per_instance_mask_loss
+from sipmask.sipmask import SipMask
+
+from cxr_d2.config import add_cxr_config
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "sipmask_R_18_FPN_cpu.yaml")
+
+
+def _cfg(*opts):
+    cfg = get_cfg()
+    add_cxr_config(cfg)
+    add_sipmask_config(cfg)
+    cfg.merge_from_file(CONFIG)
+    cfg.merge_from_list(["MODEL.FCOS.NUM_CLASSES", "3", "MODEL.SIPMASK.NUM_BASIS", "4",
+                         "MODEL.FPN.OUT_CHANNELS", "64", "MODEL.FCOS.NUM_CLS_CONVS", "1",
+                         "MODEL.FCOS.NUM_BOX_CONVS", "1",
+                         "MODEL.SIPMASK.BASIS_CONV_DIM", "16", *opts])
+    return cfg
+
+
+def _inputs():
+    mask = torch.zeros(2, 128, 128, dtype=torch.bool)
+    mask[0, 20:50, 15:60] = True
+    mask[1, 70:120, 64:100] = True
+    inst = Instances((128, 128), gt_boxes=Boxes(torch.tensor([[15.0, 20, 60, 50], [64, 70, 100, 120]])),
+                     gt_classes=torch.tensor([1, 2]), gt_masks=BitMasks(mask))
+    empty = Instances((128, 128), gt_boxes=Boxes(torch.zeros(0, 4)), gt_classes=torch.zeros(0).long(),
+                      gt_masks=BitMasks(torch.zeros(0, 128, 128, dtype=torch.bool)))
+    g = torch.Generator().manual_seed(0)
+    return [{"image": torch.rand(3, 128, 128, generator=g) * 255, "instances": inst},
+            {"image": torch.rand(3, 128, 128, generator=g) * 255, "instances": empty}]
+
+
+def _model(*opts):
+    torch.manual_seed(0)
+    model = build_model(_cfg(*opts))
+    # boxes of about 2 strides around each location, so that the mask loss sees pixels
+    torch.nn.init.constant_(model.head.bbox_pred.bias, 2.0)
+    return model
+
+
+def test_weighting_loss_by_hand():
+    losses = torch.tensor([0.5, 1.0, 2.0])
+    ious = torch.tensor([0.8, 0.5, 0.1])
+    scores = torch.tensor([0.5, 0.4, 1.0])
+    # alpha = (0.4, 0.2, 0.1), mean 7/30 -> (12/7, 6/7, 3/7); mean(alpha * L) = (6/7 + 6/7 + 6/7) / 3
+    got = mask_alignment_weighted_loss(losses, ious, scores)
+    assert got.item() == pytest.approx(6 / 7)
+    assert mask_alignment_weighted_loss(losses, ious, scores, weighted=False).item() == pytest.approx(3.5 / 3)
+    assert mask_alignment_weighted_loss(losses[:0], ious[:0], scores[:0]).item() == 0
+
+
+def test_per_instance_loss_by_hand():
+    """One 2x2 box on a 4x4 map, grid 1x1, basis of ones, coefficient 0: p = 0.5 inside."""
+    basis = torch.ones(1, 4, 4)
+    coefficients = torch.zeros(1, 1, 1)
+    targets = torch.zeros(1, 4, 4)
+    targets[0, 1, 1] = 1  # inside; the other 3 pixels of the box are 0; outside ignored
+    targets[0, 3, 3] = 1
+    loss = per_instance_mask_loss(basis, coefficients, torch.tensor([[1.0, 1.0, 3.0, 3.0]]), targets, (1, 1))
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item())  # BCE(0.5, .) = ln 2
+    coefficients = torch.full((1, 1, 1), 2.0)  # p = sigmoid(2): -(ln p + 3 ln(1 - p)) / 4
+    p = torch.sigmoid(torch.tensor(2.0))
+    loss = per_instance_mask_loss(basis, coefficients, torch.tensor([[1.0, 1.0, 3.0, 3.0]]), targets, (1, 1))
+    assert loss.item() == pytest.approx((-(p.log() + 3 * (1 - p).log()) / 4).item(), rel=1e-5)
+
+
+def test_gradients_reach_every_learning_part():
+    model = _model()
+    model.train()
+    with EventStorage():
+        losses = model(_inputs())
+    assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask"}
+    assert losses["loss_mask"].item() > 0
+    losses["loss_mask"].backward()
+    head = model.head
+    for name, param in [
+        ("feature_align.weight", head.feature_align.weight),
+        ("feature_align.offset.weight", head.feature_align.offset.weight),
+        ("coefficients.weight", head.coefficients.weight),
+        ("basis conv", head.basis_module.conv.weight),
+        ("basis out", head.basis_module.out.weight),
+        ("cls tower", head.cls_tower[0].weight),
+        ("box tower (basis)", head.bbox_tower[0].weight),
+        ("backbone", next(model.backbone.parameters())),
+    ]:
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    # the mask loss does not move the boxes (they are detached) nor the class scores
+    assert head.bbox_pred.weight.grad is None or head.bbox_pred.weight.grad.abs().sum() == 0
+    assert head.cls_logits.weight.grad is None or head.cls_logits.weight.grad.abs().sum() == 0
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        [],
+        ["MODEL.SIPMASK.BASIS_IN_FEATURES", "['p3']"],  # no CBM
+        ["MODEL.SIPMASK.FEATURE_ALIGN", "False"],
+        ["MODEL.SIPMASK.WEIGHTED_LOSS", "False"],
+        ["MODEL.SIPMASK.GRID", "(1, 1)"],
+        ["MODEL.SIPMASK.GRID", "(1, 2)"],
+        ["MODEL.SIPMASK.GRID", "(3, 3)"],
+        ["MODEL.SIPMASK.GRID", "(4, 4)", "MODEL.SIPMASK.MAX_MASK_POSITIVES", "5"],
+    ],
+)
+def test_every_switch_trains_and_predicts(opts):
+    model = _model(*opts)
+    model.train()
+    with EventStorage():
+        losses = model(_inputs())
+        sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_mask"] > 0
+    model.eval()
+    model.test_score_thresh = 0.0
+    with torch.no_grad():
+        (out,) = model([{"image": _inputs()[0]["image"], "height": 256, "width": 200}])
+    r = out["instances"]
+    assert 0 < len(r) <= 100
+    assert r.pred_masks.shape == (len(r), 256, 200) and r.pred_masks.dtype == torch.bool
+    # masks lie inside their boxes
+    for box, mask in zip(r.pred_boxes.tensor, r.pred_masks):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        if len(xs):
+            assert xs.min() + 0.5 >= box[0] and xs.max() + 0.5 < box[2]
+            assert ys.min() + 0.5 >= box[1] and ys.max() + 0.5 < box[3]
+
+
+def test_feature_align_starts_as_plain_conv():
+    model = _model()
+    fa = model.head.feature_align
+    x, reg = torch.randn(1, 64, 8, 8), torch.rand(1, 4, 8, 8) * 5
+    plain = torch.relu(torch.nn.functional.conv2d(x, fa.weight, fa.bias, padding=1))
+    torch.testing.assert_close(fa(x, reg), plain, atol=1e-5, rtol=1e-4)
+
+
+def test_bad_grid_names_the_key():
+    from cxr_d2.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="MODEL.SIPMASK.BASIS_IN_FEATURES"):
+        build_model(_cfg("MODEL.SIPMASK.BASIS_IN_FEATURES", "['p2']"))
+    assert isinstance(_model(), SipMask)
+
+
+def test_every_project_config_loads():
+    import glob
+
+    folder = os.path.join(os.path.dirname(__file__), "..", "configs")
+    files = sorted(glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True))
+    assert len(files) >= 15
+    for path in files:
+        cfg = get_cfg()
+        add_cxr_config(cfg)
+        add_sipmask_config(cfg)
+        cfg.merge_from_file(path)
+        assert cfg.MODEL.META_ARCHITECTURE == "SipMask", path
+    full = get_cfg()
+    add_cxr_config(full)
+    add_sipmask_config(full)
+    full.merge_from_file(os.path.join(folder, "ablations", "sp_cbm_wl_fa.yaml"))
+    s = full.MODEL.SIPMASK
+    assert s.FEATURE_ALIGN and s.WEIGHTED_LOSS and tuple(s.GRID) == (2, 2) and len(s.BASIS_IN_FEATURES) == 3
