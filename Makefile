@@ -1,10 +1,10 @@
-# `make demo`: set up, then train and evaluate the demo detector on the phantom set.
+# `make demo`: set up, then train and evaluate the demo detector (RetinaNet R-18) on the phantom set.
 # `make test`: set up, then run the default test suite (CI runs exactly this).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cxr-d2-setup
-DEMO_CONFIG ?= configs/Phantom/faster_rcnn_R_18_FPN_cpu.yaml
+DEMO_CONFIG ?= configs/Phantom/retinanet_R_18_FPN_cpu.yaml
 
 .PHONY: setup demo test test-slow clean
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-DEMO = os.path.join("configs", "Phantom", "faster_rcnn_R_18_FPN_cpu.yaml")
+DEMO = os.path.join("configs", "Phantom", "retinanet_R_18_FPN_cpu.yaml")
 
 
 @pytest.mark.slow

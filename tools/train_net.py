@@ -13,17 +13,11 @@ from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 
 from cxr_d2 import CXRError, Trainer, setup_cfg
-
-try:  # projects installed with cxr-d2 add their config keys
-    from sipmask import add_sipmask_config
-
-    PROJECT_CONFIGS = (add_sipmask_config,)
-except ImportError:
-    PROJECT_CONFIGS = ()
+from cxr_d2.config import project_config_fns
 
 
 def main(args):
-    cfg = setup_cfg(args, extra_config_fns=PROJECT_CONFIGS)
+    cfg = setup_cfg(args, extra_config_fns=project_config_fns())
     if args.eval_only:
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(

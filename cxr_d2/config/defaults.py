@@ -2,6 +2,7 @@ from detectron2.config import CfgNode as CN
 
 from .fcos import add_fcos_config
 from .num_classes import NUM_CLASSES_KEYS, parent_node
+from .ssd_yolo import add_ssd_config, add_yolov3_config
 
 __all__ = ["add_cxr_config"]
 
@@ -48,5 +49,8 @@ def add_cxr_config(cfg):
     # False positives per image at which sensitivity is reported; their mean is `FROC`.
     cfg.CXR.EVAL.FROC.FP_RATES = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 
-    # FCOS (MODEL.FCOS, AdelaiDet's keys; the base of SipMask and BlendMask).
+    # SSD512 (VGG16) and YOLOv3 (Darknet-53): MODEL.SSD, MODEL.VGG, INPUT.SSD_AUG,
+    # MODEL.YOLOV3, MODEL.DARKNET (NUM_CLASSES 0 = from the dataset, as above).
+    add_ssd_config(cfg)
+    add_yolov3_config(cfg)
     add_fcos_config(cfg)

@@ -10,6 +10,8 @@ __all__ = ["NUM_CLASSES_KEYS", "resolve_num_classes", "parent_node"]
 NUM_CLASSES_KEYS = [
     "MODEL.ROI_HEADS.NUM_CLASSES",
     "MODEL.RETINANET.NUM_CLASSES",
+    "MODEL.SSD.NUM_CLASSES",
+    "MODEL.YOLOV3.NUM_CLASSES",
     "MODEL.FCOS.NUM_CLASSES",
 ]
 

@@ -3,10 +3,16 @@ import logging
 import os
 import weakref
 
-from detectron2.data import DatasetCatalog
+from detectron2.data import (
+    DatasetCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
 from detectron2.engine import DefaultTrainer
 from detectron2.utils import comm
 
+from ..data.mapper import CXRDatasetMapper
+from ..data.transforms import build_train_mapper
 from ..data.splits import write_manifest
 from ..evaluation import build_coco_evaluator
 from .checkpoint import AtomicCheckpointer
@@ -34,6 +40,19 @@ class Trainer(DefaultTrainer):
             self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
         return super().build_hooks()
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """Detectron2's train loader with the mapper that also reads DICOM (SSD's
+        photometric/expand/crop augmentation when INPUT.SSD_AUG.ENABLED)."""
+        return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        """Detectron2's test loader with the mapper that also reads DICOM."""
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=CXRDatasetMapper(cfg, is_train=False)
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

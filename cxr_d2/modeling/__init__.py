@@ -1,4 +1,17 @@
 """Meta-architectures and backbones that Detectron2 lacks (SSD, YOLOv3, BlendMask, SOLOv2)."""
-from .fcos import FCOS
 
-__all__ = ["FCOS"]
+from .backbone import Darknet, SSDVGG, build_darknet_backbone, build_ssd_vgg_backbone
+from .fcos import FCOS  # noqa: F401 (registers META_ARCHITECTURE "FCOS")
+from .ssd import SSD
+from .ssd_prior import SSDPriorGenerator
+from .yolov3 import YOLOv3
+
+__all__ = [
+    "Darknet",
+    "SSDVGG",
+    "build_darknet_backbone",
+    "build_ssd_vgg_backbone",
+    "SSD",
+    "SSDPriorGenerator",
+    "YOLOv3",
+]

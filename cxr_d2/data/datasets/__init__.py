@@ -1,4 +1,12 @@
-from .builtin import register_all
+from .builtin import SOURCES, register_all, register_all_cxr
+from .common import register_source
 from .phantom import load_phantom, register_phantom
 
-__all__ = ["register_all", "load_phantom", "register_phantom"]
+__all__ = [
+    "SOURCES",
+    "register_all",
+    "register_all_cxr",
+    "register_source",
+    "load_phantom",
+    "register_phantom",
+]

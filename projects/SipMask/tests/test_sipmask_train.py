@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from detectron2.evaluation import inference_on_dataset
 from detectron2.modeling import build_model
 from detectron2.solver import build_optimizer
@@ -15,7 +15,7 @@ from detectron2.utils.events import EventStorage
 from sipmask import add_sipmask_config
 
 from cxr_d2.config import add_cxr_config
-
+from cxr_d2.data.mapper import CXRDatasetMapper
 from cxr_d2.engine import AtomicCheckpointer, Trainer, check_config
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
@@ -30,6 +30,7 @@ SMALL = [
     "DATALOADER.NUM_WORKERS", "0", "CXR.EVAL.FROC.ENABLED", "False",
 ]  # fmt: skip
 
+
 def _register_two():
     if TWO not in DatasetCatalog.list():
         dicts = [d for d in DatasetCatalog.get(f"{TINY}_train") if d["annotations"]][:2]
@@ -37,6 +38,7 @@ def _register_two():
         meta = MetadataCatalog.get(f"{TINY}_train").as_dict()
         meta = {k: v for k, v in meta.items() if k not in ("name", "json_file")}
         MetadataCatalog.get(TWO).set(**meta)
+
 
 def _cfg(output_dir, *opts):
     cfg = get_cfg()
@@ -48,6 +50,7 @@ def _cfg(output_dir, *opts):
     check_config(cfg)
     return cfg
 
+
 @pytest.mark.slow  # unverified: did not finish within 8.5 min on the shared 2-core CPU
 def test_overfits_two_images_and_round_trips(tiny_phantom, tmp_path):
     _register_two()
@@ -56,7 +59,7 @@ def test_overfits_two_images_and_round_trips(tiny_phantom, tmp_path):
     torch.manual_seed(0)
     model = build_model(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    mapper = DatasetMapper(cfg, is_train=True)
+    mapper = CXRDatasetMapper(cfg, is_train=True)
     batch = [mapper(d) for d in DatasetCatalog.get(TWO)]
     model.train()
     with EventStorage():
@@ -66,7 +69,7 @@ def test_overfits_two_images_and_round_trips(tiny_phantom, tmp_path):
             sum(losses.values()).backward()
             optimizer.step()
     model.eval()
-    loader = build_detection_test_loader(cfg, TWO, mapper=DatasetMapper(cfg, is_train=False))
+    loader = build_detection_test_loader(cfg, TWO, mapper=CXRDatasetMapper(cfg, is_train=False))
     evaluator = Trainer.build_evaluator(cfg, TWO, str(tmp_path / "eval_train"))
     results = inference_on_dataset(model, loader, evaluator)
     assert results["segm"]["AP50"] >= 90, results["segm"]

@@ -1,0 +1,122 @@
+"""
+SIIM-ACR Pneumothorax Segmentation: `siim_ptx_{train,val,test}` (DICOM, instance masks).
+
+Layout under `$CXR_DATASETS/siim_ptx/`::
+
+    train-rle.csv                 ImageId, EncodedPixels (the header has " EncodedPixels")
+    dicom-images-train/<study>/<series>/<ImageId>.dcm
+
+EncodedPixels are run-length pairs over the pixels in column-major order with each start
+relative to the end of the previous run; "-1" means no pneumothorax (a normal film, kept).
+Several rows of one image are several instances, never one overwriting another; each box is
+the tight box around its mask. Images in the folder without a row are not labelled and are
+left out (counted in the log).
+"""
+
+import csv
+import logging
+import os
+
+from detectron2.structures import BoxMode
+
+from ...errors import DatasetError
+from ..dicom import DICOM_EXTENSIONS, image_size
+from ..masks import box_of_mask, decode_relative_rle, mask_to_rle
+
+__all__ = ["SIIM_CLASSES", "parse_siim_ptx", "find_dicoms"]
+
+logger = logging.getLogger(__name__)
+
+SIIM_CLASSES = ["Pneumothorax"]
+CSV_NAME = "train-rle.csv"
+IMAGES = "dicom-images-train"
+
+
+def find_dicoms(folder):
+    """DICOM file stem -> path, anywhere below `folder`."""
+    found = {}
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in DICOM_EXTENSIONS:
+                found.setdefault(stem, os.path.join(dirpath, name))
+    return found
+
+
+def parse_siim_ptx(root, classes, log):
+    path = os.path.join(root, CSV_NAME)
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path} does not exist; see datasets/README.md for the layout")
+    dicoms = find_dicoms(os.path.join(root, IMAGES))
+    images, seen = {}, set()
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if header[:2] != ["ImageId", "EncodedPixels"]:
+            raise DatasetError(f"{path}:1: header {header} is not 'ImageId, EncodedPixels'")
+        for row_no, row in enumerate(reader, start=2):
+            if not any(c.strip() for c in row):
+                continue
+            where = f"{path}:{row_no}"
+            if len(row) < 2:
+                log.report(where, "row has no EncodedPixels", "row")
+                continue
+            image_id, encoded = row[0].strip(), row[1].strip()
+            if (image_id, encoded) in seen:
+                log.report(where, f"image {image_id}: the same row is listed twice", "row")
+                continue
+            seen.add((image_id, encoded))
+            images.setdefault(image_id, {"rows": [], "where": where})["rows"].append(
+                (encoded, where)
+            )
+    records = []
+    for image_id, image in images.items():
+        file_name = dicoms.get(image_id)
+        if file_name is None:
+            log.report(
+                image["where"],
+                f"image {image_id}.dcm does not exist under {os.path.join(root, IMAGES)}",
+                "image",
+            )
+            continue
+        try:
+            height, width = image_size(file_name)
+        except DatasetError as e:
+            log.report(image["where"], str(e), "image")
+            continue
+        anns = []
+        for encoded, where in image["rows"]:
+            try:
+                mask = decode_relative_rle(encoded, height, width)
+            except ValueError as e:
+                log.report(where, f"EncodedPixels unusable: {e}", "annotation")
+                continue
+            if mask is None:
+                continue  # "-1": no pneumothorax
+            try:
+                box = box_of_mask(mask, where)
+            except DatasetError:
+                log.report(where, "mask is empty (no foreground pixel)", "annotation")
+                continue
+            anns.append(
+                {
+                    "bbox": box,
+                    "bbox_mode": BoxMode.XYXY_ABS,
+                    "category_id": 0,
+                    "segmentation": mask_to_rle(mask),
+                    "iscrowd": 0,
+                }
+            )
+        records.append(
+            {
+                "file_name": file_name,
+                "height": height,
+                "width": width,
+                "patient_id": image_id,
+                "annotations": anns,
+            }
+        )
+    unlabelled = len(set(dicoms) - set(images))
+    if unlabelled:
+        logger.info(f"siim_ptx: {unlabelled} DICOM files without a row in {CSV_NAME} left out")
+    return records

@@ -1,0 +1,182 @@
+"""
+TBX11K: `tbx11k_{train,val,test}`.
+
+Layout under `$CXR_DATASETS/tbx11k/`::
+
+    annotations/json/TBX11K_train.json, TBX11K_val.json   COCO (XYWH boxes)
+    annotations/xml/<stem>.xml                             Pascal VOC, one per TB image
+    lists/TBX11K_train.txt, TBX11K_val.txt                 the images of each official split
+    imgs/health/h*.png, imgs/sick/s*.png, imgs/tb/tb*.png, imgs/test/*.png   (512x512)
+
+The COCO json files are read when present, else the VOC xml files of the images the lists
+name. Images of a list that its json does not name (healthy and sick-but-non-TB films) are
+kept as normal films. File names with or without their folder (`tb/tb0003.png` or
+`tb0003.png`) are both found. The test images' labels are not public: `CXR_SPLIT=official`
+uses TBX11K_train (cut 8:1 into train and val) and TBX11K_val as test.
+"""
+
+import json
+import os
+import xml.etree.ElementTree as ET
+
+from ...errors import DatasetError
+from ..checks import parse_number
+from ..dicom import image_size
+from .common import box_annotation, category_index
+
+__all__ = ["TBX11K_CLASSES", "parse_tbx11k", "tbx11k_image_path"]
+
+TBX11K_CLASSES = ["ActiveTuberculosis", "ObsoletePulmonaryTuberculosis", "PulmonaryTuberculosis"]
+PARTS = (("TBX11K_train", "trainval"), ("TBX11K_val", "test"))
+_FOLDERS = (("tb", "tb"), ("h", "health"), ("s", "sick"))
+
+
+def tbx11k_image_path(root, name):
+    """`imgs/<folder>/<name>`: the folder from the name, or from its prefix (h, s, tb)."""
+    name = name.strip().replace("\\", "/")
+    if "/" in name:
+        return os.path.join(root, "imgs", name)
+    for prefix, folder in _FOLDERS:
+        if name.startswith(prefix):
+            return os.path.join(root, "imgs", folder, name)
+    return os.path.join(root, "imgs", "test", name)
+
+
+def _read_list(root, part):
+    path = os.path.join(root, "lists", f"{part}.txt")
+    if not os.path.isfile(path):
+        return path, []
+    with open(path) as f:
+        return path, [(i, line.strip()) for i, line in enumerate(f, start=1) if line.strip()]
+
+
+def _from_coco(path, root, classes, log):
+    try:
+        with open(path) as f:
+            coco = json.load(f)
+    except ValueError as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    names = {c["id"]: c["name"] for c in coco.get("categories", [])}
+    images, by_id = {}, {}
+    for im in coco.get("images", []):
+        where = f"{path} image id {im.get('id')}"
+        file_name = tbx11k_image_path(root, str(im.get("file_name", "")))
+        if im.get("id") in by_id or file_name in images:
+            log.report(where, f"image {im.get('file_name')} listed twice", "image")
+            continue
+        images[file_name] = {
+            "file_name": file_name,
+            "height": im.get("height"),
+            "width": im.get("width"),
+            "annotations": [],
+            "where": where,
+        }
+        by_id[im.get("id")] = images[file_name]
+    for ann in coco.get("annotations", []):
+        where = f"{path} annotation id {ann.get('id')}"
+        record = by_id.get(ann.get("image_id"))
+        if record is None:
+            log.report(
+                where, f"image id {ann.get('image_id')} is not in the images list", "annotation"
+            )
+            continue
+        category = category_index(
+            log, where, names.get(ann.get("category_id"), f"id {ann.get('category_id')}"), classes
+        )
+        try:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+        except (KeyError, TypeError, ValueError):
+            log.report(where, f"bbox {ann.get('bbox')!r} is not 4 numbers", "annotation")
+            continue
+        box = box_annotation(
+            log, where, [x, y, x + w, y + h], category, record["width"], record["height"]
+        )
+        if box:
+            record["annotations"].append(box)
+    return images
+
+
+def _from_xml(root, name, classes, log):
+    file_name = tbx11k_image_path(root, name)
+    record = {
+        "file_name": file_name,
+        "height": None,
+        "width": None,
+        "annotations": [],
+        "where": name,
+    }
+    stem = os.path.splitext(os.path.basename(file_name))[0]
+    path = os.path.join(root, "annotations", "xml", stem + ".xml")
+    if not os.path.isfile(path):
+        return record  # no xml: a film without TB boxes
+    try:
+        tree = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        log.report(path, f"not valid XML ({e}); the image is kept without its boxes", None)
+        return record
+    size = tree.find("size")
+    if size is not None:
+        record["width"] = int(float(size.findtext("width", "0"))) or None
+        record["height"] = int(float(size.findtext("height", "0"))) or None
+    for k, obj in enumerate(tree.findall("object")):
+        where = f"{path} object {k}"
+        category = category_index(log, where, (obj.findtext("name") or "").strip(), classes)
+        bnd = obj.find("bndbox")
+        try:
+            box = [
+                parse_number(bnd.findtext(c) if bnd is not None else None, c)
+                for c in ("xmin", "ymin", "xmax", "ymax")
+            ]
+        except ValueError as e:
+            log.report(where, str(e), "annotation")
+            continue
+        ann = box_annotation(log, where, box, category, record["width"], record["height"])
+        if ann:
+            record["annotations"].append(ann)
+    return record
+
+
+def parse_tbx11k(root, classes, log):
+    """Every image of TBX11K_train and TBX11K_val as a record (see `common.py`)."""
+    records = []
+    for part, official in PARTS:
+        json_path = os.path.join(root, "annotations", "json", f"{part}.json")
+        list_path, listed = _read_list(root, part)
+        if os.path.isfile(json_path):
+            images = _from_coco(json_path, root, classes, log)
+        elif listed:
+            images = {}
+            for line_no, name in listed:
+                rec = _from_xml(root, name, classes, log)
+                if rec["file_name"] in images:
+                    log.report(f"{list_path}:{line_no}", f"image {name} listed twice", "image")
+                    continue
+                images[rec["file_name"]] = rec
+        else:
+            raise DatasetError(f"{json_path} and {list_path} do not exist; see datasets/README.md")
+        for line_no, name in listed:  # normal films the json leaves out
+            file_name = tbx11k_image_path(root, name)
+            images.setdefault(
+                file_name,
+                {
+                    "file_name": file_name,
+                    "height": None,
+                    "width": None,
+                    "annotations": [],
+                    "where": f"{list_path}:{line_no}",
+                },
+            )
+        for rec in images.values():
+            where = rec.pop("where")
+            if not os.path.isfile(rec["file_name"]):
+                log.report(where, f"image {rec['file_name']} does not exist", "image")
+                continue
+            if rec["height"] is None or rec["width"] is None:
+                try:
+                    rec["height"], rec["width"] = image_size(rec["file_name"])
+                except DatasetError as e:
+                    log.report(where, str(e), "image")
+                    continue
+            rec.update(patient_id=rec["file_name"], official_split=official)
+            records.append(rec)
+    return records

@@ -1,0 +1,199 @@
+"""
+UML/Perú tuberculosis instance masks: `uml_peru_{train,val,test}`.
+
+Layout under `$CXR_DATASETS/uml_peru/`::
+
+    images/<stem>.png (or .jpg, .dcm)
+    annotations.json                 COCO instances, `segmentation` as polygons or RLE
+    masks/<stem>/<class>_<k>.png     or: one binary PNG per instance (used when there is no
+                                     annotations.json)
+
+Only masks are annotated: each box is the tight box around its mask (XYXY_ABS, x2 = last
+column + 1). An instance whose mask has several disconnected regions stays one instance. An
+empty mask is reported (file and annotation) and skipped.
+
+Classes: the paper's four (Airspace Consolidation, Cavitation, Lymphadenopathy, Pleural
+Effusion) first, then any other pathology the annotations name, in sorted order, so the
+other pathologies are kept as annotated. They are read once at registration from the
+annotation file's categories (or the mask file names).
+"""
+
+import json
+import os
+import re
+
+from detectron2.structures import BoxMode
+
+from ...errors import DatasetError
+from ..dicom import image_size
+from ..masks import box_of_mask, mask_to_rle, read_mask_png, segmentation_to_mask
+from .common import category_index
+
+__all__ = ["UML_PAPER_CLASSES", "uml_classes", "parse_uml_peru"]
+
+UML_PAPER_CLASSES = ["Airspace Consolidation", "Cavitation", "Lymphadenopathy", "Pleural Effusion"]
+_MASK_NAME = re.compile(r"^(?P<cls>.+)_(?P<k>\d+)\.png$", re.IGNORECASE)
+
+
+def uml_classes(root):
+    """The paper's four classes, then the others the annotations name (sorted)."""
+    names = set()
+    json_path = os.path.join(root, "annotations.json")
+    masks = os.path.join(root, "masks")
+    try:
+        if os.path.isfile(json_path):
+            with open(json_path) as f:
+                names = {c["name"] for c in json.load(f).get("categories", [])}
+        elif os.path.isdir(masks):
+            for _, _, files in os.walk(masks):
+                names |= {m.group("cls") for m in map(_MASK_NAME.match, files) if m}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # the loader reports the unreadable file when the dataset is used
+    return UML_PAPER_CLASSES + sorted(names - set(UML_PAPER_CLASSES))
+
+
+def _mask_annotation(log, where, mask, segmentation, category):
+    try:
+        box = box_of_mask(mask, where)
+    except DatasetError as e:
+        log.report(where, str(e).split(": ", 1)[-1], "annotation")
+        return None
+    return {
+        "bbox": box,
+        "bbox_mode": BoxMode.XYXY_ABS,
+        "category_id": category,
+        "segmentation": segmentation,
+        "iscrowd": 0,
+    }
+
+
+def _from_coco(root, path, classes, log):
+    try:
+        with open(path) as f:
+            coco = json.load(f)
+    except ValueError as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    names = {c["id"]: c["name"] for c in coco.get("categories", [])}
+    by_id, files = {}, set()
+    for im in coco.get("images", []):
+        where = f"{path} image id {im.get('id')}"
+        file_name = os.path.join(root, "images", str(im.get("file_name", "")))
+        if im.get("id") in by_id or file_name in files:
+            log.report(where, f"image {im.get('file_name')} listed twice", "image")
+            continue
+        files.add(file_name)
+        by_id[im.get("id")] = {
+            "file_name": file_name,
+            "height": im.get("height"),
+            "width": im.get("width"),
+            "patient_id": str(im.get("patient_id", file_name)),
+            "annotations": [],
+            "where": where,
+        }
+    for ann in coco.get("annotations", []):
+        where = f"{path} annotation id {ann.get('id')}"
+        record = by_id.get(ann.get("image_id"))
+        if record is None:
+            log.report(
+                where, f"image id {ann.get('image_id')} is not in the images list", "annotation"
+            )
+            continue
+        category = category_index(
+            log, where, names.get(ann.get("category_id"), f"id {ann.get('category_id')}"), classes
+        )
+        if category is None:
+            continue
+        segm = ann.get("segmentation")
+        try:
+            mask = segmentation_to_mask(segm, record["height"], record["width"])
+        except (ValueError, TypeError, KeyError) as e:
+            log.report(where, f"unusable segmentation ({e})", "annotation")
+            continue
+        if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+            segm = mask_to_rle(mask)  # uncompressed RLE -> compressed
+        ann = _mask_annotation(log, where, mask, segm, category)
+        if ann:
+            record["annotations"].append(ann)
+    return list(by_id.values())
+
+
+def _from_pngs(root, classes, log):
+    images = os.path.join(root, "images")
+    if not os.path.isdir(images):
+        raise DatasetError(f"{images} does not exist; see datasets/README.md for the layout")
+    records = []
+    stems = set()
+    for name in sorted(os.listdir(images)):
+        stem = os.path.splitext(name)[0]
+        stems.add(stem)
+        file_name = os.path.join(images, name)
+        record = {
+            "file_name": file_name,
+            "height": None,
+            "width": None,
+            "patient_id": file_name,
+            "annotations": [],
+            "where": file_name,
+        }
+        folder = os.path.join(root, "masks", stem)
+        for mask_name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            where = os.path.join(folder, mask_name)
+            match = _MASK_NAME.match(mask_name)
+            if not match:
+                log.report(where, "mask file name is not <class>_<k>.png", "annotation")
+                continue
+            category = category_index(log, where, match.group("cls"), classes)
+            if category is None:
+                continue
+            try:
+                mask = read_mask_png(where)
+                if record["height"] is None:
+                    record["height"], record["width"] = image_size(file_name)
+            except DatasetError as e:
+                log.report(where, str(e).split(": ", 1)[-1], "annotation")
+                continue
+            if mask.shape != (record["height"], record["width"]):
+                log.report(
+                    where,
+                    f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                    f"{record['width']}x{record['height']}",
+                    "annotation",
+                )
+                continue
+            ann = _mask_annotation(log, where, mask, mask_to_rle(mask), category)
+            if ann:
+                record["annotations"].append(ann)
+        records.append(record)
+    masks = os.path.join(root, "masks")
+    for stem in sorted(os.listdir(masks)) if os.path.isdir(masks) else []:
+        if stem not in stems:
+            log.report(
+                os.path.join(masks, stem),
+                f"masks for image {stem}, which is not in {images}",
+                "image",
+            )
+    return records
+
+
+def parse_uml_peru(root, classes, log):
+    """Every image as a record with masks (COCO RLE or polygons) and mask-derived boxes."""
+    path = os.path.join(root, "annotations.json")
+    records = (
+        _from_coco(root, path, classes, log)
+        if os.path.isfile(path)
+        else _from_pngs(root, classes, log)
+    )
+    out = []
+    for rec in records:
+        where = rec.pop("where")
+        if not os.path.isfile(rec["file_name"]):
+            log.report(where, f"image {rec['file_name']} does not exist", "image")
+            continue
+        if rec["height"] is None or rec["width"] is None:
+            try:
+                rec["height"], rec["width"] = image_size(rec["file_name"])
+            except DatasetError as e:
+                log.report(where, str(e), "image")
+                continue
+        out.append(rec)
+    return out

@@ -1,0 +1,257 @@
+"""
+VinDr-CXR: `vindr_cxr_{train,val,test}` (DICOM).
+
+Layouts under `$CXR_DATASETS/vindr_cxr/` (either):
+
+    Kaggle (VinBigData):  train.csv   image_id, class_name, class_id, rad_id,
+                                      x_min, y_min, x_max, y_max   (14 classes)
+                          train/<image_id>.dicom
+    PhysioNet 1.0.0:      annotations/annotations_{train,test}.csv
+                                      image_id, rad_id, x_min, y_min, x_max, y_max, class_name
+                          train/<image_id>.dicom, test/<image_id>.dicom   (22 local labels)
+
+Every abnormal training image was read by three radiologists (`rad_id`). Which boxes an image
+gets is chosen by $CXR_VINDR_BOXES, read at registration:
+
+* `all` (default): every reader's box, each annotation carrying its `rad_id`;
+* `wbf`: weighted box fusion of the readers' boxes per class (boxes of one class whose IoU
+  with a cluster's fused box exceeds 0.5 join it; the fused box is the mean of its members),
+  each fused annotation carrying `num_readers`;
+* `reader:R8,R9`: only those readers' boxes, on the images they read (the images they did
+  not read are left out, and counted in the log).
+
+"No finding" rows (empty coordinates) make a normal film, kept in every split.
+"""
+
+import csv
+import logging
+import os
+
+import numpy as np
+
+from ...errors import ConfigError, DatasetError
+from ..checks import parse_number
+from ..dicom import image_size
+from .common import box_annotation, category_index
+
+__all__ = [
+    "VINDR_KAGGLE_CLASSES",
+    "VINDR_PHYSIONET_CLASSES",
+    "vindr_classes",
+    "vindr_box_mode",
+    "weighted_box_fusion",
+    "parse_vindr_cxr",
+]
+
+logger = logging.getLogger(__name__)
+
+VINDR_KAGGLE_CLASSES = [
+    "Aortic enlargement",
+    "Atelectasis",
+    "Calcification",
+    "Cardiomegaly",
+    "Consolidation",
+    "ILD",
+    "Infiltration",
+    "Lung Opacity",
+    "Nodule/Mass",
+    "Other lesion",
+    "Pleural effusion",
+    "Pleural thickening",
+    "Pneumothorax",
+    "Pulmonary fibrosis",
+]
+VINDR_PHYSIONET_CLASSES = [
+    "Aortic enlargement",
+    "Atelectasis",
+    "Calcification",
+    "Cardiomegaly",
+    "Clavicle fracture",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Enlarged PA",
+    "ILD",
+    "Infiltration",
+    "Lung cavity",
+    "Lung cyst",
+    "Lung Opacity",
+    "Mediastinal shift",
+    "Nodule/Mass",
+    "Other lesion",
+    "Pleural effusion",
+    "Pleural thickening",
+    "Pneumothorax",
+    "Pulmonary fibrosis",
+    "Rib fracture",
+]
+NO_FINDING = "No finding"
+BOXES_ENV = "CXR_VINDR_BOXES"
+WBF_IOU = 0.5
+
+
+def _physionet(root):
+    return os.path.isfile(os.path.join(root, "annotations", "annotations_train.csv"))
+
+
+def vindr_classes(root):
+    """The 22 PhysioNet local labels when that layout is present, else Kaggle's 14."""
+    return VINDR_PHYSIONET_CLASSES if _physionet(root) else VINDR_KAGGLE_CLASSES
+
+
+def vindr_box_mode():
+    """$CXR_VINDR_BOXES as read at registration (validated when the dataset is loaded)."""
+    return os.getenv(BOXES_ENV, "all").strip() or "all"
+
+
+def _iou(a, b):
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def weighted_box_fusion(boxes, labels, weights=None, iou_thr=WBF_IOU):
+    """
+    Weighted box fusion of several readers' boxes (Solovyev et al. 2021), per label.
+
+    Boxes are taken in descending weight (then input) order; a box joins the cluster of
+    the same label whose current fused box it overlaps most, when that IoU > `iou_thr`,
+    else it starts a cluster. A fused box is the weight-weighted mean of its members.
+
+    Args:
+        boxes (array (N, 4)): XYXY_ABS.
+        labels (sequence[int]): (N,).
+        weights (sequence[float] or None): (N,), default 1 each (readers without scores).
+
+    Returns:
+        list[tuple[list[float], int, int]]: (fused box, label, number of member boxes).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    weights = np.ones(len(boxes)) if weights is None else np.asarray(weights, dtype=np.float64)
+    order = sorted(range(len(boxes)), key=lambda i: -weights[i])
+    clusters = []  # [label, members]
+    fused = []
+    for i in order:
+        best, best_iou = None, iou_thr
+        for c, (label, members) in enumerate(clusters):
+            if label != labels[i]:
+                continue
+            iou = _iou(fused[c], boxes[i])
+            if iou > best_iou:
+                best, best_iou = c, iou
+        if best is None:
+            clusters.append((labels[i], [i]))
+            fused.append(boxes[i].copy())
+        else:
+            clusters[best][1].append(i)
+            m = clusters[best][1]
+            fused[best] = (boxes[m] * weights[m, None]).sum(0) / weights[m].sum()
+    return [(fused[c].tolist(), int(label), len(m)) for c, (label, m) in enumerate(clusters)]
+
+
+def _parse_mode(mode):
+    if mode in ("all", "wbf"):
+        return mode, None
+    if mode.startswith("reader:") and mode[len("reader:") :].strip():
+        return "reader", {r.strip() for r in mode[len("reader:") :].split(",") if r.strip()}
+    raise ConfigError(f"${BOXES_ENV}={mode!r}: must be 'all', 'wbf' or 'reader:<rad_id>[,...]'")
+
+
+def _read_rows(path, folder, classes, log, official):
+    """image_id -> {"rows": [(rad_id, category or None, box or None)], ...}"""
+    images = {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"image_id", "class_name", "rad_id", "x_min", "y_min", "x_max", "y_max"}
+        missing = need - set(h.strip() for h in reader.fieldnames or [])
+        if missing:
+            raise DatasetError(f"{path}:1: header lacks the columns {sorted(missing)}")
+        for row_no, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            where = f"{path}:{row_no}"
+            image = images.setdefault(
+                row["image_id"],
+                {
+                    "file_name": os.path.join(folder, row["image_id"] + ".dicom"),
+                    "rows": [],
+                    "where": where,
+                    "official_split": official,
+                },
+            )
+            if row["class_name"] == NO_FINDING:
+                image["rows"].append((row["rad_id"], None, None, where))
+                continue
+            category = category_index(log, where, row["class_name"], classes)
+            if category is None:
+                continue
+            try:
+                box = [parse_number(row[c], c) for c in ("x_min", "y_min", "x_max", "y_max")]
+            except ValueError as e:
+                log.report(where, str(e), "annotation")
+                continue
+            image["rows"].append((row["rad_id"], category, box, where))
+    return images
+
+
+def parse_vindr_cxr(root, classes, log, box_mode=None):
+    """Every labelled image as a record; `box_mode` as $CXR_VINDR_BOXES (see module doc)."""
+    mode, readers = _parse_mode(box_mode or vindr_box_mode())
+    if _physionet(root):
+        parts = [
+            (os.path.join(root, "annotations", f"annotations_{p}.csv"), os.path.join(root, p), o)
+            for p, o in (("train", "trainval"), ("test", "test"))
+        ]
+    else:
+        parts = [(os.path.join(root, "train.csv"), os.path.join(root, "train"), None)]
+    records, left_out = [], 0
+    for path, folder, official in parts:
+        if not os.path.isfile(path):
+            raise DatasetError(f"{path} does not exist; see datasets/README.md for the layout")
+        for image_id, image in _read_rows(path, folder, classes, log, official).items():
+            if not os.path.isfile(image["file_name"]):
+                log.report(image["where"], f"image {image['file_name']} does not exist", "image")
+                continue
+            try:
+                height, width = image_size(image["file_name"])
+            except DatasetError as e:
+                log.report(image["where"], str(e), "image")
+                continue
+            rows = image["rows"]
+            if mode == "reader":
+                rows = [r for r in rows if r[0] in readers]
+                if not rows:
+                    left_out += 1
+                    continue
+            anns = []
+            for rad_id, category, box, where in rows:
+                if category is None:
+                    continue
+                ann = box_annotation(log, where, box, category, width, height, rad_id=rad_id)
+                if ann:
+                    anns.append(ann)
+            if mode == "wbf" and anns:
+                fused = weighted_box_fusion(
+                    [a["bbox"] for a in anns], [a["category_id"] for a in anns]
+                )
+                anns = [
+                    dict(anns[0], bbox=b, category_id=c, num_readers=n, rad_id=None)
+                    for b, c, n in fused
+                ]
+                for a in anns:
+                    a.pop("rad_id")
+            records.append(
+                {
+                    "file_name": image["file_name"],
+                    "height": height,
+                    "width": width,
+                    "patient_id": image_id,
+                    "annotations": anns,
+                    "official_split": official,
+                }
+            )
+    if left_out:
+        logger.info(f"vindr_cxr: {left_out} images not read by {sorted(readers)} left out")
+    return records

@@ -1,0 +1,82 @@
+"""
+Detectron2's DatasetMapper reading pixels through :func:`cxr_d2.data.dicom.read_image`, so a
+dataset may list PNG, JPEG or DICOM files.
+
+An image that cannot be read is reported as one line naming the file. In training it is
+skipped (returning None makes Detectron2's MapDataset draw another image) and counted; in
+testing it is an error, since an evaluation must see every image.
+"""
+
+import copy
+import logging
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as d2_utils
+from detectron2.data import transforms as T
+
+from ..errors import DatasetError
+from .dicom import read_image
+
+__all__ = ["CXRDatasetMapper"]
+
+logger = logging.getLogger(__name__)
+
+
+class CXRDatasetMapper(DatasetMapper):
+    """
+    DatasetMapper with DICOM support and one-line reports of unreadable images.
+
+    Attributes:
+        skipped (int): images skipped in this process (training only).
+    """
+
+    @configurable
+    def __init__(self, is_train=True, **kwargs):
+        super().__init__(is_train, **kwargs)
+        self.skipped = 0
+
+    def _read(self, dataset_dict):
+        """(H, W, C) uint8 image in `image_format`, size-checked; DatasetError if unusable."""
+        image = read_image(dataset_dict["file_name"], self.image_format)
+        try:
+            d2_utils.check_image_size(dataset_dict, image)
+        except d2_utils.SizeMismatchError as e:
+            raise DatasetError(f"{dataset_dict['file_name']}: {e}") from None
+        return image
+
+    def __call__(self, dataset_dict):
+        """
+        Args:
+            dataset_dict (dict): one record in Detectron2's dataset format.
+
+        Returns:
+            dict: with "image" (uint8 tensor (C, H, W)) and, in training, "instances";
+            None in training when the image cannot be read (reported and counted).
+        """
+        dataset_dict = copy.deepcopy(dataset_dict)
+        try:
+            image = self._read(dataset_dict)
+        except DatasetError as e:
+            if not self.is_train:
+                raise
+            self.skipped += 1
+            logger.warning(f"skipped image ({self.skipped} so far in this process): {e}")
+            return None
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        image_shape = image.shape[:2]  # h, w
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if self.proposal_topk is not None:
+            d2_utils.transform_proposals(
+                dataset_dict, image_shape, transforms, proposal_topk=self.proposal_topk
+            )
+        if not self.is_train:
+            dataset_dict.pop("annotations", None)
+            return dataset_dict
+        if "annotations" in dataset_dict:
+            self._transform_annotations(dataset_dict, transforms, image_shape)
+        return dataset_dict

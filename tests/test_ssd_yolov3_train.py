@@ -1,0 +1,182 @@
+"""SSD and YOLOv3 end to end: overfitting two phantom films, and train_net.py --eval-only."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+
+from cxr_d2.config import add_cxr_config
+from cxr_d2.engine import Trainer, check_config
+
+from .conftest import TINY
+from .test_train import TINY_OPTS
+
+CONFIGS = {
+    "ssd": os.path.join("configs", "Phantom", "ssd_VGG16_cpu.yaml"),
+    "yolov3": os.path.join("configs", "Phantom", "yolov3_DarkNet53_cpu.yaml"),
+}
+# The CPU configs made smaller still for 128 px films: few channels, sources at strides 8-64
+# (SSD) and anchors for the tiny phantom's 7-45 px lesions.
+TINY_MODEL = {
+    "ssd": [
+        "MODEL.VGG.STAGE_CHANNELS",
+        "[8, 16, 32, 32, 32]",
+        "MODEL.VGG.FC_CHANNELS",
+        "64",
+        "MODEL.VGG.EXTRA_LAYERS",
+        "[[32, 64, 3, 2, 1], [32, 64, 3, 2, 1]]",
+        "MODEL.SSD.PRIOR.MIN_SIZES",
+        "[8.0, 14.0, 24.0, 40.0]",
+        "MODEL.SSD.PRIOR.MAX_SIZES",
+        "[14.0, 24.0, 40.0, 64.0]",
+    ],
+    "yolov3": [
+        "MODEL.DARKNET.NUM_BLOCKS",
+        "[1, 1, 1, 1, 1]",
+        "MODEL.DARKNET.STEM_OUT_CHANNELS",
+        "8",
+        "MODEL.YOLOV3.NECK_CHANNELS",
+        "[64, 32, 16]",
+        "MODEL.YOLOV3.ANCHORS",
+        "[[[7, 7], [9, 10], [10, 13]], [[13, 12], [15, 16], [20, 21]], [[36, 20], [38, 26], [38, 38]]]",
+    ],
+}
+OVERFIT = "cxr_overfit_two"
+# Both reach AP50 100 after 50 iterations; twice that for margin. One thread: on a shared
+# 2-core machine two threads fight other processes and run 10-20x slower.
+OVERFIT_ITERS = {"ssd": 100, "yolov3": 100}
+
+
+def _cfg(family, *opts):
+    cfg = get_cfg()
+    add_cxr_config(cfg)
+    cfg.merge_from_file(CONFIGS[family])
+    cfg.merge_from_list(list(TINY_OPTS) + TINY_MODEL[family] + list(opts))
+    return cfg
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def two_films(tiny_phantom):
+    """The first two training films with lesions of the tiny phantom, as their own dataset."""
+    source = f"{TINY}_train"
+    records = [r for r in DatasetCatalog.get(source) if r["annotations"]][:2]
+    DatasetCatalog.register(OVERFIT, lambda: records)
+    MetadataCatalog.get(OVERFIT).set(
+        thing_classes=MetadataCatalog.get(source).thing_classes, evaluator_type="coco"
+    )
+    yield records
+    DatasetCatalog.remove(OVERFIT)
+    MetadataCatalog.remove(OVERFIT)
+
+
+@pytest.mark.parametrize("family", ["ssd", "yolov3"])
+def test_tiny_model_overfits_two_films(family, two_films, one_thread, tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(
+        family, "DATASETS.TRAIN", f"('{OVERFIT}',)", "DATASETS.TEST", f"('{OVERFIT}',)",
+        "OUTPUT_DIR", str(tmp_path),
+    )
+    check_config(cfg)
+    model = build_model(cfg)
+    mapper = DatasetMapper(cfg, is_train=True, augmentations=[T.ResizeShortestEdge(128, 128)])
+    batch = [mapper(r) for r in two_films]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    model.train()
+    from detectron2.utils.events import EventStorage
+
+    with EventStorage():
+        for _ in range(OVERFIT_ITERS[family]):
+            loss = sum(model(batch).values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    train_s = time.perf_counter() - start
+    model.eval()
+    evaluator = Trainer.build_evaluator(cfg, OVERFIT, str(tmp_path))
+    evaluator.reset()
+    test_mapper = DatasetMapper(cfg, is_train=False)
+    with torch.no_grad():
+        for r in two_films:
+            evaluator.process([r], model([test_mapper(r)]))
+    ap50 = evaluator.evaluate()["bbox"]["AP50"]
+    print(f"{family}: {OVERFIT_ITERS[family]} iterations in {train_s:.1f} s, AP50 {ap50:.1f}")
+    assert ap50 >= 80.0, f"{family} reached AP50 {ap50:.1f} on the two films it trained on"
+
+
+def _run_tool(*args, env=None):
+    cmd = [sys.executable, os.path.join("tools", "train_net.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("family", ["ssd", "yolov3"])
+def test_train_then_eval_only_from_checkpoint(family, tiny_phantom, one_thread, tmp_path):
+    """A few iterations through the Trainer, then train_net.py --eval-only on the checkpoint."""
+    cfg = _cfg(family, "OUTPUT_DIR", str(tmp_path))
+    check_config(cfg)
+    cfg.freeze()
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    losses = {k: v.latest() for k, v in trainer.storage.histories().items() if k.startswith("loss")}
+    assert losses and all(v == v and abs(v) < 1e4 for v in losses.values()), losses
+    r = _run_tool(
+        "--config-file",
+        CONFIGS[family],
+        "--eval-only",
+        *TINY_OPTS,
+        *TINY_MODEL[family],
+        "DATASETS.TRAIN",
+        "('cxr_phantom_train',)",
+        "DATASETS.TEST",
+        "('cxr_phantom_test',)",
+        "MODEL.WEIGHTS",
+        str(tmp_path / "model_final.pth"),
+        "OUTPUT_DIR",
+        str(tmp_path / "eval"),
+        env=tiny_phantom,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Evaluation results for bbox" in r.stdout + r.stderr
+    assert os.path.isfile(
+        tmp_path / "eval" / "inference" / "cxr_phantom_test" / "coco_instances_results.json"
+    )
+
+
+def test_benchmark_latency_tool(repo_root, one_thread, tmp_path, capsys):
+    """tools/benchmark_latency.py times several configs on the same inputs and names the machine."""
+    import importlib.util
+    import json
+
+    path = os.path.join(repo_root, "tools", "benchmark_latency.py")
+    spec = importlib.util.spec_from_file_location("benchmark_latency", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "latency.json"
+    args = ["--config-file", CONFIGS["ssd"], CONFIGS["yolov3"], "--device", "cpu", "--images", "2"]
+    args += ["--warmup", "1", "--iters", "3", "--json", str(out)]
+    args += ["--opts", "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128"]
+    assert tool.main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("machine: ") and "| median latency (ms) |" in printed
+    result = json.loads(out.read_text())
+    assert [r["config"] for r in result["rows"]] == [CONFIGS["ssd"], CONFIGS["yolov3"]]
+    assert all(r["input"] == "128x128" and len(r["times_ms"]) == 3 for r in result["rows"])
+    assert all(r["median_ms"] > 0 for r in result["rows"])
+    with pytest.raises(tool.CXRError, match="--weights has 1 entries for 2 configs"):
+        tool.main(["--config-file", CONFIGS["ssd"], CONFIGS["yolov3"], "--weights", "a.pth"])

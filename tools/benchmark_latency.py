@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""
+Inference latency of models given by their configs, on the same images, on this machine:
+
+    python tools/benchmark_latency.py --config-file configs/Phantom/ssd512_VGG16.yaml \
+        configs/Phantom/yolov3_608_DarkNet53.yaml configs/Phantom/retinanet_R_50_FPN.yaml
+    python tools/benchmark_latency.py --config-file A.yaml B.yaml --weights a.pth b.pth \
+        --device cpu --warmup 3 --iters 20 --json out.json --opts TEST.DETECTIONS_PER_IMAGE 100
+
+Every model sees the same seeded phantom radiographs (or the first images of --dataset),
+resized by its config's test resize (INPUT.MIN/MAX_SIZE_TEST), one image per forward pass in
+eval mode without gradients. The time is one `model([input])` call (normalisation, network,
+decoding, NMS, rescaling to the original size), excluding image reading and resizing; the
+median over --iters calls after --warmup calls is reported, with the machine it ran on.
+Without --weights the models have random weights, so their NMS sees more candidates than
+trained ones would: pass trained checkpoints for figures to publish.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+
+import cxr_d2  # noqa: F401 (registers the models and datasets)
+from cxr_d2 import CXRError
+from cxr_d2.config import add_cxr_config, project_config_fns, resolve_num_classes
+from cxr_d2.data.phantom import draw_phantom
+
+
+def machine_name(device):
+    """A one-line description of the device the timings come from."""
+    if device.startswith("cuda"):
+        gpu = torch.cuda.get_device_name(device)
+        return f"{gpu} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    threads = torch.get_num_threads()
+    return f"{cpu}, {os.cpu_count()} cores, {threads} torch threads, torch {torch.__version__}"
+
+
+def load_images(num, dataset=None, size=512, seed=0):
+    """`num` HxWx3 uint8 BGR images: seeded phantoms of `size` px, or the dataset's first."""
+    if dataset:
+        if dataset not in DatasetCatalog.list():
+            raise CXRError(f"--dataset '{dataset}' is not a registered dataset")
+        records = DatasetCatalog.get(dataset)[:num]
+        return [utils.read_image(r["file_name"], format="BGR") for r in records]
+    return [
+        np.repeat(draw_phantom(np.random.default_rng(seed + i), size)[0][:, :, None], 3, axis=2)
+        for i in range(num)
+    ]
+
+
+def build(config_file, weights, opts, device):
+    if not os.path.isfile(config_file):
+        raise CXRError(f"--config-file {config_file} does not exist")
+    cfg = get_cfg()
+    add_cxr_config(cfg)
+    for add_project_config in project_config_fns():
+        add_project_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts) + ["MODEL.DEVICE", device])
+    resolve_num_classes(cfg)  # the head widths, from the config's datasets' metadata
+    model = build_model(cfg).eval()
+    if weights:
+        if not os.path.isfile(weights):
+            raise CXRError(f"--weights {weights} does not exist")
+        DetectionCheckpointer(model).load(weights)
+    resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    return cfg, model, resize
+
+
+def to_inputs(images, resize, input_format):
+    inputs = []
+    for img in images:
+        h, w = img.shape[:2]
+        resized = resize.get_transform(img).apply_image(img)
+        if input_format == "RGB":
+            resized = resized[:, :, ::-1]
+        inputs.append(
+            {
+                "image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))),
+                "height": h,
+                "width": w,
+            }
+        )
+    return inputs
+
+
+@torch.no_grad()
+def time_model(model, inputs, warmup, iters, device):
+    """Median and all per-call times (ms) of model([x]) cycling over `inputs`."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    for k in range(warmup + iters):
+        x = [dict(inputs[k % len(inputs)])]
+        sync()
+        start = time.perf_counter()
+        model(x)
+        sync()
+        if k >= warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), times
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", nargs="+", required=True, metavar="FILE")
+    parser.add_argument(
+        "--weights", nargs="*", default=[], help="a checkpoint per config ('' for none)"
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--images", type=int, default=5, help="distinct input images")
+    parser.add_argument("--dataset", default=None, help="take the images from this dataset")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every model")
+    args = parser.parse_args(argv)
+    if args.weights and len(args.weights) != len(args.config_file):
+        raise CXRError(
+            f"--weights has {len(args.weights)} entries for {len(args.config_file)} configs; "
+            "give one per config"
+        )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    images = load_images(args.images, args.dataset)
+    machine = machine_name(args.device)
+    print(f"machine: {machine}")
+    print(
+        f"{len(images)} images, median of {args.iters} calls after {args.warmup} warm-up calls, "
+        "batch 1\n"
+    )
+    print("| config | input | params (M) | median latency (ms) |")
+    print("|---|---|---|---|")
+    rows = []
+    for k, config in enumerate(args.config_file):
+        weights = args.weights[k] if args.weights else ""
+        cfg, model, resize = build(config, weights, args.opts, args.device)
+        inputs = to_inputs(images, resize, cfg.INPUT.FORMAT)
+        median, times = time_model(model, inputs, args.warmup, args.iters, args.device)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        size = "x".join(map(str, inputs[0]["image"].shape[1:]))
+        rows.append(
+            {
+                "config": config,
+                "input": size,
+                "params_m": params,
+                "median_ms": median,
+                "times_ms": times,
+            }
+        )
+        print(f"| {config} | {size} | {params:.1f} | {median:.1f} |", flush=True)
+        del model
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "device": args.device, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except CXRError as e:
+        sys.exit(f"error: {e}")
