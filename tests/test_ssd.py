@@ -12,6 +12,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from cxr_d2.config import add_cxr_config
+from cxr_d2.errors import ConfigError
 from cxr_d2.modeling.backbone.vgg import L2Norm
 from cxr_d2.modeling.ssd_loss import hard_negative_mining, ssd_losses, ssd_match
 from cxr_d2.modeling.ssd_prior import SSDPriorGenerator, ssd_cell_priors
@@ -86,11 +87,11 @@ def narrow_ssd512_cfg():
 def test_ssd512_sources_and_prior_count():
     model = build_model(narrow_ssd512_cfg()).eval()
     feats = model.backbone(torch.zeros(1, 3, 512, 512))
-    sizes = [feats[f].shape[-1] for f in model.in_features]
+    sizes = [feats[f].shape[-1] for f in model.head_in_features]
     assert sizes == [64, 32, 16, 8, 4, 2, 1]
     assert model.prior_generator.num_cell_anchors == [4, 6, 6, 6, 6, 4, 4]
     # 64²·4 + 32²·6 + 16²·6 + 8²·6 + 4²·6 + 2²·4 + 1·4 = 24564, SSD512's count
-    priors = model.prior_generator([feats[f] for f in model.in_features])
+    priors = model.prior_generator([feats[f] for f in model.head_in_features])
     assert sum(len(p) for p in priors) == 24564
     # conv4_3's first default box: 35.84 square centred at (4, 4)
     assert torch.allclose(
@@ -263,5 +264,5 @@ def test_inference_boxes_in_original_image_coordinates():
 def test_bad_prior_config_names_the_key():
     cfg = tiny_ssd_cfg()
     cfg.MODEL.SSD.PRIOR.MIN_SIZES = [8.0, 16.0]
-    with pytest.raises(ValueError, match="MODEL.SSD.PRIOR.MIN_SIZES has 2 entries"):
+    with pytest.raises(ConfigError, match="MODEL.SSD.PRIOR.MIN_SIZES has 2 entries"):
         build_model(cfg)

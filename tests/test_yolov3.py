@@ -10,6 +10,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from cxr_d2.config import add_cxr_config
+from cxr_d2.errors import ConfigError
 from cxr_d2.modeling.yolov3_targets import (
     assign_yolo_targets,
     build_yolo_targets,
@@ -197,5 +198,5 @@ def test_inference_boxes_in_original_image_coordinates():
 
 
 def test_bad_box_loss_names_the_key():
-    with pytest.raises(ValueError, match="MODEL.YOLOV3.BOX_LOSS is 'iou'"):
+    with pytest.raises(ConfigError, match="MODEL.YOLOV3.BOX_LOSS is 'iou'"):
         build_model(tiny_yolo_cfg(**{"MODEL.YOLOV3.BOX_LOSS": "iou"}))

@@ -47,6 +47,10 @@ class CXRDatasetMapper(DatasetMapper):
             raise DatasetError(f"{dataset_dict['file_name']}: {e}") from None
         return image
 
+    def _aug_input(self, image, dataset_dict):
+        """What the augmentations see: the image alone (subclasses add boxes)."""
+        return T.AugInput(image)
+
     def __call__(self, dataset_dict):
         """
         Args:
@@ -65,7 +69,7 @@ class CXRDatasetMapper(DatasetMapper):
             self.skipped += 1
             logger.warning(f"skipped image ({self.skipped} so far in this process): {e}")
             return None
-        aug_input = T.AugInput(image)
+        aug_input = self._aug_input(image, dataset_dict)
         transforms = self.augmentations(aug_input)
         image = aug_input.image
         image_shape = image.shape[:2]  # h, w

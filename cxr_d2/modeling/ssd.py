@@ -1,19 +1,21 @@
 """SSD (Liu et al., ECCV 2016) as a Detectron2 meta-architecture."""
 
 import logging
-from typing import Dict, List
+from typing import List
 
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import batched_nms, cat
-from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, detector_postprocess
+from detectron2.layers import cat
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.modeling.box_regression import Box2BoxTransform
-from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
-from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
+from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
-from torch import nn
 
+from ..errors import ConfigError
+from .checks import check_in_features
+from .dense_postprocess import select_and_nms
 from .ssd_head import SSDHead
 from .ssd_loss import ssd_losses, ssd_match
 from .ssd_prior import SSDPriorGenerator
@@ -24,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
-class SSD(nn.Module):
+class SSD(DenseDetector):
     """
     Single-shot detector: backbone sources -> SSDHead -> per default box, softmax class scores
     (background last) and box deltas. Training matches default boxes to ground truth
@@ -62,12 +64,11 @@ class SSD(nn.Module):
                 `ssd_losses`).
             score_thresh, topk_candidates, nms_thresh, max_detections_per_image: inference.
         """
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
+        super().__init__(
+            backbone, head, in_features, pixel_mean=pixel_mean, pixel_std=pixel_std
+        )
         self.prior_generator = prior_generator
         self.box2box_transform = box2box_transform
-        self.in_features = in_features
         self.num_classes = num_classes
         self.iou_threshold = iou_threshold
         self.neg_pos_ratio = neg_pos_ratio
@@ -76,22 +77,14 @@ class SSD(nn.Module):
         self.topk_candidates = topk_candidates
         self.nms_thresh = nms_thresh
         self.max_detections_per_image = max_detections_per_image
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
     @classmethod
     def from_config(cls, cfg):
         ssd = cfg.MODEL.SSD
         backbone = build_backbone(cfg)
-        shapes = backbone.output_shape()
-        missing = [f for f in ssd.IN_FEATURES if f not in shapes]
-        if missing:
-            raise ValueError(
-                f"MODEL.SSD.IN_FEATURES names {missing}, which the backbone does not return "
-                f"(it returns {list(shapes)}); add them to the backbone's OUT_FEATURES"
-            )
+        shapes = check_in_features("MODEL.SSD.IN_FEATURES", ssd.IN_FEATURES, backbone)
         if len(ssd.PRIOR.STEPS) != len(ssd.IN_FEATURES):
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.SSD.PRIOR.STEPS has {len(ssd.PRIOR.STEPS)} entries but "
                 f"MODEL.SSD.IN_FEATURES "
                 f"has {len(ssd.IN_FEATURES)}: give one step per source layer"
@@ -116,54 +109,34 @@ class SSD(nn.Module):
             "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
         }
 
-    @property
-    def device(self):
-        return self.pixel_mean.device
+    def _flatten(self, features, predictions):
+        """Head outputs as (N, R, K + 1) logits and (N, R, 4) deltas, and the R default
+        boxes (Boxes, XYXY_ABS input pixels), levels in the order of `head_in_features`."""
+        logits, deltas = predictions
+        priors = Boxes.cat(self.prior_generator(features))
+        logits = cat([permute_to_N_HWA_K(x, self.num_classes + 1) for x in logits], 1)
+        deltas = cat([permute_to_N_HWA_K(x, 4) for x in deltas], 1)
+        return logits, deltas, priors
 
-    def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]):
-        images = [
-            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
-        ]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+    def forward_training(self, images, features, predictions, gt_instances):
+        """`ssd_losses` after matching the default boxes to `gt_instances`."""
+        logits, deltas, priors = self._flatten(features, predictions)
+        gt_classes, gt_deltas = self.label_priors(priors, gt_instances)
+        get_event_storage().put_scalar(
+            "ssd/num_pos_per_image",
+            (gt_classes != self.num_classes).sum().item() / len(gt_instances),
+        )
+        return ssd_losses(
+            logits, deltas, gt_classes, gt_deltas, self.neg_pos_ratio, self.smooth_l1_beta
+        )
 
-    def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
-        """
-        Args:
-            batched_inputs: Detectron2's list of dicts (`image` (C, H, W), `instances` when
-                training, optional `height`/`width` of the original image).
-
-        Returns:
-            dict of losses when training, else list of {"instances": Instances} with
-            pred_boxes (XYXY_ABS in original image pixels), scores, pred_classes.
-        """
-        images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
-        features = [features[f] for f in self.in_features]
-        logits, deltas = self.head(features)
-        priors = self.prior_generator(features)  # list[Boxes], (H_k * W_k * A_k, 4)
-        logits = [permute_to_N_HWA_K(x, self.num_classes + 1) for x in logits]  # (N, R_k, K+1)
-        deltas = [permute_to_N_HWA_K(x, 4) for x in deltas]  # (N, R_k, 4)
-        if self.training:
-            if "instances" not in batched_inputs[0]:
-                raise ValueError("SSD training needs 'instances' in every input dict")
-            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
-            gt_classes, gt_deltas = self.label_priors(Boxes.cat(priors), gt_instances)
-            get_event_storage().put_scalar(
-                "ssd/num_pos_per_image",
-                (gt_classes != self.num_classes).sum().item() / len(gt_instances),
-            )
-            return ssd_losses(
-                cat(logits, 1),
-                cat(deltas, 1),
-                gt_classes,
-                gt_deltas,
-                self.neg_pos_ratio,
-                self.smooth_l1_beta,
-            )
-        results = ssd_inference(
-            cat(logits, 1),
-            cat(deltas, 1),
-            Boxes.cat(priors),
+    def forward_inference(self, images, features, predictions):
+        """list[Instances] in input pixels (`DenseDetector.forward` rescales them)."""
+        logits, deltas, priors = self._flatten(features, predictions)
+        return ssd_inference(
+            logits,
+            deltas,
+            priors,
             images.image_sizes,
             self.box2box_transform,
             self.score_thresh,
@@ -171,11 +144,6 @@ class SSD(nn.Module):
             self.nms_thresh,
             self.max_detections_per_image,
         )
-        processed = []
-        for result, inputs, size in zip(results, batched_inputs, images.image_sizes):
-            height, width = inputs.get("height", size[0]), inputs.get("width", size[1])
-            processed.append({"instances": detector_postprocess(result, height, width)})
-        return processed
 
     @torch.no_grad()
     def label_priors(self, priors: Boxes, gt_instances: List[Instances]):
@@ -226,23 +194,14 @@ def ssd_inference(
     Returns:
         list[Instances]: per image, pred_boxes / scores / pred_classes in input pixels.
     """
-    results = []
     num_classes = logits.shape[-1] - 1
+    results = []
     for logit, delta, size in zip(logits, deltas, image_sizes):
         scores = F.softmax(logit, dim=-1)[:, :num_classes]  # (R, K)
         boxes = box2box_transform.apply_deltas(delta, priors.tensor)  # (R, 4)
-        keep = scores > score_thresh
-        prior_idx, classes = keep.nonzero(as_tuple=True)
-        kept_scores = scores[prior_idx, classes]
-        if kept_scores.numel() > topk_candidates:
-            kept_scores, order = kept_scores.topk(topk_candidates)
-            prior_idx, classes = prior_idx[order], classes[order]
-        pred = Boxes(boxes[prior_idx])
-        pred.clip(size)
-        keep = batched_nms(pred.tensor, kept_scores, classes, nms_thresh)[:max_detections]
-        result = Instances(size)
-        result.pred_boxes = pred[keep]
-        result.scores = kept_scores[keep]
-        result.pred_classes = classes[keep]
-        results.append(result)
+        results.append(
+            select_and_nms(
+                scores, boxes, size, score_thresh, topk_candidates, nms_thresh, max_detections
+            )
+        )
     return results

@@ -6,6 +6,8 @@ import torch
 from detectron2.config import configurable
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
+from ..errors import ConfigError
+
 __all__ = ["SSDPriorGenerator", "ssd_cell_priors"]
 
 
@@ -55,7 +57,7 @@ class SSDPriorGenerator(DefaultAnchorGenerator):
             ("ASPECT_RATIOS", aspect_ratios),
         ):
             if len(value) != n:
-                raise ValueError(
+                raise ConfigError(
                     f"MODEL.SSD.PRIOR.{name} has {len(value)} entries but there are {n} source "
                     "layers (MODEL.SSD.IN_FEATURES / PRIOR.STEPS): give one per layer"
                 )

@@ -5,13 +5,15 @@ from typing import Dict, List
 
 import torch
 from detectron2.config import configurable
-from detectron2.layers import batched_nms, cat
-from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, detector_postprocess
-from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.layers import cat
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
+from detectron2.structures import ImageList, Instances
 from detectron2.utils.events import get_event_storage
-from torch import nn
 
+from ..errors import ConfigError
+from .checks import check_in_features
+from .dense_postprocess import select_and_nms
 from .yolov3_head import YOLOv3Head
 from .yolov3_loss import yolov3_losses
 from .yolov3_targets import build_yolo_targets, decode_yolo_boxes, ignore_mask, yolo_grid
@@ -22,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
-class YOLOv3(nn.Module):
+class YOLOv3(DenseDetector):
     """
     Backbone (Darknet-53) -> YOLOv3Head (three scales, three anchors each) -> per prediction
     box offsets, objectness and K independent class scores. Training assigns each box to one
@@ -59,10 +61,9 @@ class YOLOv3(nn.Module):
             ignore_thresh, box_loss, loss_weights: training (see `yolov3_losses`).
             score_thresh, topk_candidates, nms_thresh, max_detections_per_image: inference.
         """
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.in_features = in_features
+        super().__init__(
+            backbone, head, in_features, pixel_mean=pixel_mean, pixel_std=pixel_std
+        )
         self.strides = [backbone.output_shape()[f].stride for f in in_features]
         self.register_buffer(
             "anchors", torch.tensor(anchors, dtype=torch.float32), False
@@ -75,29 +76,21 @@ class YOLOv3(nn.Module):
         self.topk_candidates = topk_candidates
         self.nms_thresh = nms_thresh
         self.max_detections_per_image = max_detections_per_image
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
     @classmethod
     def from_config(cls, cfg):
         y = cfg.MODEL.YOLOV3
         backbone = build_backbone(cfg)
-        shapes = backbone.output_shape()
-        missing = [f for f in y.IN_FEATURES if f not in shapes]
-        if missing:
-            raise ValueError(
-                f"MODEL.YOLOV3.IN_FEATURES names {missing}, which the backbone does not return "
-                f"(it returns {list(shapes)}); add them to the backbone's OUT_FEATURES"
-            )
+        shapes = check_in_features("MODEL.YOLOV3.IN_FEATURES", y.IN_FEATURES, backbone)
         anchors = [[list(map(float, a)) for a in level] for level in y.ANCHORS]
         if len(anchors) != len(y.IN_FEATURES) or len({len(level) for level in anchors}) != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.YOLOV3.ANCHORS must hold one list of (w, h) pairs per feature in "
                 f"MODEL.YOLOV3.IN_FEATURES ({len(y.IN_FEATURES)}), the same number per feature; "
                 f"got {anchors}"
             )
         if y.BOX_LOSS not in ("yolo", "giou"):
-            raise ValueError(f"MODEL.YOLOV3.BOX_LOSS is '{y.BOX_LOSS}'; use 'yolo' or 'giou'")
+            raise ConfigError(f"MODEL.YOLOV3.BOX_LOSS is '{y.BOX_LOSS}'; use 'yolo' or 'giou'")
         input_shape = [shapes[f] for f in y.IN_FEATURES]
         return {
             "backbone": backbone,
@@ -116,11 +109,8 @@ class YOLOv3(nn.Module):
             "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
         }
 
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs):
+    def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]):
+        """Normalised images padded to a multiple of the coarsest stride."""
         images = [
             (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
         ]
@@ -128,37 +118,26 @@ class YOLOv3(nn.Module):
             images, max(self.backbone.size_divisibility, max(self.strides))
         )
 
-    def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
-        """
-        Args:
-            batched_inputs: Detectron2's list of dicts (`image` (C, H, W), `instances` when
-                training, optional `height`/`width`).
+    def _decode(self, predictions):
+        """Head outputs as raw (N, R, 5 + K) and decoded (N, R, 4) XYXY input-pixel boxes,
+        with the (R, 5) grid of `yolo_grid` and the (H, W) of each level."""
+        grid_sizes = [tuple(x.shape[-2:]) for x in predictions]
+        grid = yolo_grid(grid_sizes, self.strides, self.anchors, self.device)
+        raw = cat([permute_to_N_HWA_K(x, 5 + self.num_classes) for x in predictions], dim=1)
+        return raw, decode_yolo_boxes(raw, grid), grid, grid_sizes
 
-        Returns:
-            dict of losses when training, else list of {"instances": Instances} with
-            pred_boxes (XYXY_ABS in original image pixels), scores, pred_classes.
-        """
-        images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
-        features = [features[f] for f in self.in_features]
-        outputs = self.head(features)
-        grid_sizes = [tuple(x.shape[-2:]) for x in outputs]
-        grid = yolo_grid(grid_sizes, self.strides, self.anchors, self.device)  # (R, 5)
-        raw = cat(
-            [permute_to_N_HWA_K(x, 5 + self.num_classes) for x in outputs], dim=1
-        )  # (N, R, 5+K)
-        pred_boxes = decode_yolo_boxes(raw, grid)  # (N, R, 4)
-        if self.training:
-            if "instances" not in batched_inputs[0]:
-                raise ValueError("YOLOv3 training needs 'instances' in every input dict")
-            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
-            targets, gt_boxes = self.label_predictions(
-                pred_boxes, grid, grid_sizes, gt_instances, images.tensor.shape[-2:]
-            )
-            return yolov3_losses(
-                raw, pred_boxes, targets, gt_boxes, self.box_loss, self.loss_weights
-            )
-        results = yolov3_inference(
+    def forward_training(self, images, features, predictions, gt_instances):
+        """`yolov3_losses` after assigning `gt_instances` to (scale, cell, anchor)."""
+        raw, pred_boxes, grid, grid_sizes = self._decode(predictions)
+        targets, gt_boxes = self.label_predictions(
+            pred_boxes, grid, grid_sizes, gt_instances, images.tensor.shape[-2:]
+        )
+        return yolov3_losses(raw, pred_boxes, targets, gt_boxes, self.box_loss, self.loss_weights)
+
+    def forward_inference(self, images, features, predictions):
+        """list[Instances] in input pixels (`DenseDetector.forward` rescales them)."""
+        raw, pred_boxes, _, _ = self._decode(predictions)
+        return yolov3_inference(
             raw,
             pred_boxes,
             images.image_sizes,
@@ -167,11 +146,6 @@ class YOLOv3(nn.Module):
             self.nms_thresh,
             self.max_detections_per_image,
         )
-        processed = []
-        for result, inputs, size in zip(results, batched_inputs, images.image_sizes):
-            height, width = inputs.get("height", size[0]), inputs.get("width", size[1])
-            processed.append({"instances": detector_postprocess(result, height, width)})
-        return processed
 
     @torch.no_grad()
     def label_predictions(
@@ -235,17 +209,9 @@ def yolov3_inference(
     results = []
     for r, boxes, size in zip(raw, pred_boxes, image_sizes):
         scores = r[:, 4:5].sigmoid() * r[:, 5:].sigmoid()  # (R, K)
-        idx, classes = (scores > score_thresh).nonzero(as_tuple=True)
-        kept = scores[idx, classes]
-        if kept.numel() > topk_candidates:
-            kept, order = kept.topk(topk_candidates)
-            idx, classes = idx[order], classes[order]
-        pred = Boxes(boxes[idx])
-        pred.clip(size)
-        keep = batched_nms(pred.tensor, kept, classes, nms_thresh)[:max_detections]
-        result = Instances(size)
-        result.pred_boxes = pred[keep]
-        result.scores = kept[keep]
-        result.pred_classes = classes[keep]
-        results.append(result)
+        results.append(
+            select_and_nms(
+                scores, boxes, size, score_thresh, topk_candidates, nms_thresh, max_detections
+            )
+        )
     return results

@@ -8,6 +8,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import nn
 
+from ..errors import ConfigError
 from .backbone.darknet import conv_norm_leaky
 
 __all__ = ["YOLOv3Head"]
@@ -51,7 +52,7 @@ class YOLOv3Head(nn.Module):
         """
         super().__init__()
         if len(neck_channels) != len(input_shape):
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.YOLOV3.NECK_CHANNELS has {len(neck_channels)} entries for "
                 f"{len(input_shape)} "
                 "features (MODEL.YOLOV3.IN_FEATURES): give one per feature"

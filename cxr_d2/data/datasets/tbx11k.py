@@ -15,13 +15,13 @@ kept as normal films. File names with or without their folder (`tb/tb0003.png` o
 uses TBX11K_train (cut 8:1 into train and val) and TBX11K_val as test.
 """
 
-import json
 import os
 import xml.etree.ElementTree as ET
 
 from ...errors import DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
+from .coco_json import iter_coco_annotations, read_coco_images
 from .common import box_annotation, category_index
 
 __all__ = ["TBX11K_CLASSES", "parse_tbx11k", "tbx11k_image_path"]
@@ -51,38 +51,8 @@ def _read_list(root, part):
 
 
 def _from_coco(path, root, classes, log):
-    try:
-        with open(path) as f:
-            coco = json.load(f)
-    except ValueError as e:
-        raise DatasetError(f"{path}: not valid JSON ({e})") from None
-    names = {c["id"]: c["name"] for c in coco.get("categories", [])}
-    images, by_id = {}, {}
-    for im in coco.get("images", []):
-        where = f"{path} image id {im.get('id')}"
-        file_name = tbx11k_image_path(root, str(im.get("file_name", "")))
-        if im.get("id") in by_id or file_name in images:
-            log.report(where, f"image {im.get('file_name')} listed twice", "image")
-            continue
-        images[file_name] = {
-            "file_name": file_name,
-            "height": im.get("height"),
-            "width": im.get("width"),
-            "annotations": [],
-            "where": where,
-        }
-        by_id[im.get("id")] = images[file_name]
-    for ann in coco.get("annotations", []):
-        where = f"{path} annotation id {ann.get('id')}"
-        record = by_id.get(ann.get("image_id"))
-        if record is None:
-            log.report(
-                where, f"image id {ann.get('image_id')} is not in the images list", "annotation"
-            )
-            continue
-        category = category_index(
-            log, where, names.get(ann.get("category_id"), f"id {ann.get('category_id')}"), classes
-        )
+    coco, by_id = read_coco_images(path, log, lambda name: tbx11k_image_path(root, name))
+    for record, category, ann, where in iter_coco_annotations(coco, path, log, by_id, classes):
         try:
             x, y, w, h = (float(v) for v in ann["bbox"])
         except (KeyError, TypeError, ValueError):
@@ -93,7 +63,7 @@ def _from_coco(path, root, classes, log):
         )
         if box:
             record["annotations"].append(box)
-    return images
+    return {record["file_name"]: record for record in by_id.values()}
 
 
 def _from_xml(root, name, classes, log):

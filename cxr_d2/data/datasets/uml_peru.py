@@ -27,6 +27,7 @@ from detectron2.structures import BoxMode
 from ...errors import DatasetError
 from ..dicom import image_size
 from ..masks import box_of_mask, mask_to_rle, read_mask_png, segmentation_to_mask
+from .coco_json import iter_coco_annotations, read_coco_images
 from .common import category_index
 
 __all__ = ["UML_PAPER_CLASSES", "uml_classes", "parse_uml_peru"]
@@ -68,41 +69,13 @@ def _mask_annotation(log, where, mask, segmentation, category):
 
 
 def _from_coco(root, path, classes, log):
-    try:
-        with open(path) as f:
-            coco = json.load(f)
-    except ValueError as e:
-        raise DatasetError(f"{path}: not valid JSON ({e})") from None
-    names = {c["id"]: c["name"] for c in coco.get("categories", [])}
-    by_id, files = {}, set()
-    for im in coco.get("images", []):
-        where = f"{path} image id {im.get('id')}"
-        file_name = os.path.join(root, "images", str(im.get("file_name", "")))
-        if im.get("id") in by_id or file_name in files:
-            log.report(where, f"image {im.get('file_name')} listed twice", "image")
-            continue
-        files.add(file_name)
-        by_id[im.get("id")] = {
-            "file_name": file_name,
-            "height": im.get("height"),
-            "width": im.get("width"),
-            "patient_id": str(im.get("patient_id", file_name)),
-            "annotations": [],
-            "where": where,
-        }
-    for ann in coco.get("annotations", []):
-        where = f"{path} annotation id {ann.get('id')}"
-        record = by_id.get(ann.get("image_id"))
-        if record is None:
-            log.report(
-                where, f"image id {ann.get('image_id')} is not in the images list", "annotation"
-            )
-            continue
-        category = category_index(
-            log, where, names.get(ann.get("category_id"), f"id {ann.get('category_id')}"), classes
-        )
-        if category is None:
-            continue
+    coco, by_id = read_coco_images(
+        path,
+        log,
+        lambda name: os.path.join(root, "images", name),
+        extra=lambda im, file_name: {"patient_id": str(im.get("patient_id", file_name))},
+    )
+    for record, category, ann, where in iter_coco_annotations(coco, path, log, by_id, classes):
         segm = ann.get("segmentation")
         try:
             mask = segmentation_to_mask(segm, record["height"], record["width"])

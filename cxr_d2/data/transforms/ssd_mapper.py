@@ -1,21 +1,14 @@
 """The CXR mapper giving the augmentations the boxes (SSD's min-IoU crop needs them)."""
 
-import copy
-import logging
-
 import numpy as np
-import torch
 from detectron2.config import configurable
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
-from ...errors import DatasetError
 from ..mapper import CXRDatasetMapper
 from .ssd_augmentation import build_ssd_augmentation
 
 __all__ = ["SSDDatasetMapper", "build_train_mapper"]
-
-logger = logging.getLogger(__name__)
 
 
 def _boxes_xyxy(dataset_dict):
@@ -40,27 +33,8 @@ class SSDDatasetMapper(CXRDatasetMapper):
         ret["augmentations"] = build_ssd_augmentation(cfg, is_train)
         return ret
 
-    def __call__(self, dataset_dict):
-        dataset_dict = copy.deepcopy(dataset_dict)
-        try:
-            image = self._read(dataset_dict)
-        except DatasetError as e:
-            if not self.is_train:
-                raise
-            self.skipped += 1
-            logger.warning(f"skipped image ({self.skipped} so far in this process): {e}")
-            return None
-        aug_input = T.AugInput(image, boxes=_boxes_xyxy(dataset_dict))
-        transforms = self.augmentations(aug_input)
-        image = aug_input.image
-        image_shape = image.shape[:2]
-        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        if not self.is_train:
-            dataset_dict.pop("annotations", None)
-            return dataset_dict
-        if "annotations" in dataset_dict:
-            self._transform_annotations(dataset_dict, transforms, image_shape)
-        return dataset_dict
+    def _aug_input(self, image, dataset_dict):
+        return T.AugInput(image, boxes=_boxes_xyxy(dataset_dict))
 
 
 def build_train_mapper(cfg):

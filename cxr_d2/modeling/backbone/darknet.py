@@ -2,9 +2,11 @@
 
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
+
+from ...errors import ConfigError
 
 __all__ = ["conv_norm_leaky", "DarknetBlock", "Darknet", "build_darknet_backbone"]
 
@@ -74,7 +76,7 @@ class Darknet(Backbone):
             self._out_feature_strides[name] = 2 ** (k + 1)
         for name in out_features:
             if name not in self.stage_names:
-                raise ValueError(
+                raise ConfigError(
                     f"MODEL.DARKNET.OUT_FEATURES: '{name}' is not one of {self.stage_names}"
                 )
         self._out_features = list(out_features)
@@ -103,14 +105,6 @@ class Darknet(Backbone):
     @property
     def size_divisibility(self):
         return 2 ** len(self.stage_names)
-
-    def output_shape(self):
-        return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
-            )
-            for name in self._out_features
-        }
 
 
 @BACKBONE_REGISTRY.register()

@@ -3,9 +3,11 @@
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
+
+from ...errors import ConfigError
 
 __all__ = ["L2Norm", "SSDVGG", "build_ssd_vgg_backbone"]
 
@@ -111,7 +113,7 @@ class SSDVGG(Backbone):
             strides[f"conv{k + 8}_2"] = stride
         for name in out_features:
             if name not in channels:
-                raise ValueError(
+                raise ConfigError(
                     f"MODEL.VGG.OUT_FEATURES: '{name}' is not a feature of this VGG "
                     f"(it has {', '.join(channels)}); add extra layers or remove it"
                 )
@@ -149,14 +151,6 @@ class SSDVGG(Backbone):
             x = layer(x)
             out[f"conv{k + 8}_2"] = x
         return {name: out[name] for name in self._out_features}
-
-    def output_shape(self):
-        return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
-            )
-            for name in self._out_features
-        }
 
 
 @BACKBONE_REGISTRY.register()
