@@ -1,11 +1,16 @@
+import copy
 import os
 
 import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import cxr_d2  # noqa: F401 (registers the built-in datasets)
 from cxr_d2.data.datasets import register_phantom
 
 TINY = "cxr_phantom_tiny"
+# The two films of the overfit tests, registered by the `two_films` fixture.
+TWO_FILMS = "cxr_phantom_tiny_two"
 
 
 TINY_SIZE = {"num_images": 40, "size": 128}
@@ -34,3 +39,26 @@ def tiny_phantom(tmp_path_factory):
 @pytest.fixture(scope="session")
 def repo_root():
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads fight other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def two_films(tiny_phantom):
+    """The first two training films with lesions of the tiny phantom, as dataset TWO_FILMS."""
+    source = f"{TINY}_train"
+    records = [r for r in DatasetCatalog.get(source) if r["annotations"]][:2]
+    DatasetCatalog.register(TWO_FILMS, lambda: copy.deepcopy(records))
+    MetadataCatalog.get(TWO_FILMS).set(
+        thing_classes=MetadataCatalog.get(source).thing_classes, evaluator_type="coco"
+    )
+    yield records
+    DatasetCatalog.remove(TWO_FILMS)
+    MetadataCatalog.remove(TWO_FILMS)

@@ -17,7 +17,6 @@ from cxr_d2.data.transforms import (
 )
 
 from .conftest import TINY
-from .test_ssd_yolov3_train import one_thread  # noqa: F401 (fixture)
 
 
 def _iou(a, b):

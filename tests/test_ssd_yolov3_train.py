@@ -8,14 +8,14 @@ import time
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data import DatasetMapper
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 from cxr_d2.config import add_cxr_config
 from cxr_d2.engine import Trainer, check_config
 
-from .conftest import TINY
+from .conftest import TWO_FILMS as OVERFIT
 from .test_train import TINY_OPTS
 
 CONFIGS = {
@@ -48,7 +48,6 @@ TINY_MODEL = {
         "[[[7, 7], [9, 10], [10, 13]], [[13, 12], [15, 16], [20, 21]], [[36, 20], [38, 26], [38, 38]]]",
     ],
 }
-OVERFIT = "cxr_overfit_two"
 # Both reach AP50 100 after 50 iterations; twice that for margin. One thread: on a shared
 # 2-core machine two threads fight other processes and run 10-20x slower.
 OVERFIT_ITERS = {"ssd": 100, "yolov3": 100}
@@ -62,34 +61,17 @@ def _cfg(family, *opts):
     return cfg
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def two_films(tiny_phantom):
-    """The first two training films with lesions of the tiny phantom, as their own dataset."""
-    source = f"{TINY}_train"
-    records = [r for r in DatasetCatalog.get(source) if r["annotations"]][:2]
-    DatasetCatalog.register(OVERFIT, lambda: records)
-    MetadataCatalog.get(OVERFIT).set(
-        thing_classes=MetadataCatalog.get(source).thing_classes, evaluator_type="coco"
-    )
-    yield records
-    DatasetCatalog.remove(OVERFIT)
-    MetadataCatalog.remove(OVERFIT)
-
-
 @pytest.mark.parametrize("family", ["ssd", "yolov3"])
 def test_tiny_model_overfits_two_films(family, two_films, one_thread, tmp_path):
     torch.manual_seed(0)
     cfg = _cfg(
-        family, "DATASETS.TRAIN", f"('{OVERFIT}',)", "DATASETS.TEST", f"('{OVERFIT}',)",
-        "OUTPUT_DIR", str(tmp_path),
+        family,
+        "DATASETS.TRAIN",
+        f"('{OVERFIT}',)",
+        "DATASETS.TEST",
+        f"('{OVERFIT}',)",
+        "OUTPUT_DIR",
+        str(tmp_path),
     )
     check_config(cfg)
     model = build_model(cfg)

@@ -1,7 +1,9 @@
 from detectron2.config import CfgNode as CN
 
+from .blendmask import add_blendmask_config
 from .fcos import add_fcos_config
 from .num_classes import NUM_CLASSES_KEYS, parent_node
+from .solov2 import add_solov2_config
 from .ssd_yolo import add_ssd_config, add_yolov3_config
 
 __all__ = ["add_cxr_config"]
@@ -54,3 +56,5 @@ def add_cxr_config(cfg):
     add_ssd_config(cfg)
     add_yolov3_config(cfg)
     add_fcos_config(cfg)
+    add_solov2_config(cfg)  # MODEL.SOLOV2 (AdelaiDet's keys)
+    add_blendmask_config(cfg)  # MODEL.BASIS_MODULE, MODEL.BLENDMASK (AdelaiDet's keys)

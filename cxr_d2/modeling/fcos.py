@@ -28,10 +28,13 @@ _FIXED_KEYS = {
 }
 
 
-def _check_fcos_config(cfg, backbone_shape):
+def _check_fcos_config(cfg, backbone_shape, own_keys=()):
     f = cfg.MODEL.FCOS
+    own = set(own_keys)
+    if cfg.MODEL.BACKBONE.NAME == "build_fcos_resnet_fpn_backbone":
+        own.add("TOP_LEVELS")  # that backbone builds TOP_LEVELS levels above P5 itself
     for key, value in _FIXED_KEYS.items():
-        if f[key] != value:
+        if key not in own and f[key] != value:
             raise ConfigError(
                 f"MODEL.FCOS.{key} is {f[key]!r}; Detectron2's FCOS supports only {value!r}"
             )
@@ -55,12 +58,14 @@ def _check_fcos_config(cfg, backbone_shape):
         )
 
 
-def fcos_config_kwargs(cfg, backbone):
+def fcos_config_kwargs(cfg, backbone, own_keys=()):
     """
     The keyword arguments of Detectron2's FCOS (less `head`) read from MODEL.FCOS, after
     checking the keys against the backbone. Shared with the models built on FCOS.
+    `own_keys`: MODEL.FCOS keys of `_FIXED_KEYS` that the calling model implements itself
+    (e.g. BlendMask's inference reads THRESH_WITH_CTR), so any value of theirs is accepted.
     """
-    _check_fcos_config(cfg, backbone.output_shape())
+    _check_fcos_config(cfg, backbone.output_shape(), own_keys)
     f = cfg.MODEL.FCOS
     return {
         "backbone": backbone,

@@ -3,7 +3,6 @@ from typing import List
 
 import torch
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
 from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import deform_conv2d

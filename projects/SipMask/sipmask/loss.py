@@ -2,7 +2,7 @@
 import torch
 from torch.nn import functional as F
 
-from .smp import spatial_mask_prediction, subregion_masks
+from .smp import subregion_masks
 
 __all__ = ["per_instance_mask_loss", "mask_alignment_weighted_loss", "gt_masks_at_basis"]
 
@@ -25,22 +25,43 @@ def gt_masks_at_basis(gt_masks, padded_size, stride):
     return (F.avg_pool2d(masks[:, None], stride)[:, 0] >= 0.5).float()
 
 
-def per_instance_mask_loss(basis, coefficients, boxes, targets, grid):
+def per_instance_mask_loss(basis, coefficients, boxes, targets, grid, return_probs=False):
     """
     Binary cross-entropy of SMP's masks against their targets, summed over the pixels inside
     each box (in basis pixels) and divided by their number.
 
+    SMP's probability at a pixel inside the box is sigmoid(B x C_k) for the one sub-region k
+    holding it, so the BCE is computed from that logit (`binary_cross_entropy_with_logits`):
+    the same value as BCE on SMP's output, without its gradient vanishing where the sigmoid
+    saturates.
+
     Args:
         basis: (m, H, W); coefficients: (P, rows*cols, m); boxes: (P, 4) in basis pixels
             (detached: the mask loss does not move the boxes); targets: (P, H, W) in {0, 1}.
+        return_probs: also return SMP's masks.
     Returns:
-        (P,) loss per instance; 0 for a box covering no pixel centre.
+        (P,) loss per instance; 0 for a box covering no pixel centre. With `return_probs`,
+        also the (P, H, W) masks (:func:`spatial_mask_prediction`).
     """
-    probs = spatial_mask_prediction(basis, coefficients, boxes, grid)
-    inside = subregion_masks(boxes, grid, *basis.shape[-2:]).any(dim=1).to(probs.dtype)
-    eps = 1e-6
-    bce = F.binary_cross_entropy(probs.clamp(eps, 1 - eps), targets, reduction="none")
-    return (bce * inside).sum(dim=(1, 2)) / inside.sum(dim=(1, 2)).clamp(min=1)
+    num, regions, m = coefficients.shape
+    if regions != grid[0] * grid[1] or basis.shape[0] != m:
+        raise ValueError(
+            f"per_instance_mask_loss: basis {tuple(basis.shape)} and coefficients "
+            f"{tuple(coefficients.shape)} do not fit grid {grid}"
+        )
+    if num == 0:
+        empty = basis.new_zeros((0, *basis.shape[-2:]))
+        zero = basis.sum() * 0 + coefficients.sum() * 0
+        return (zero.reshape(1)[:0], empty) if return_probs else zero.reshape(1)[:0]
+    regions_in = subregion_masks(boxes, grid, *basis.shape[-2:]).to(basis.dtype)  # (P, K, H, W)
+    logits = torch.einsum("pkm,mhw->pkhw", coefficients, basis)
+    logit = (logits * regions_in).sum(dim=1)  # (P, H, W): the logit of each pixel's sub-region
+    inside = regions_in.sum(dim=1)  # (P, H, W) 1 inside the box, 0 outside
+    bce = F.binary_cross_entropy_with_logits(logit, targets, reduction="none")
+    loss = (bce * inside).sum(dim=(1, 2)) / inside.sum(dim=(1, 2)).clamp(min=1)
+    if not return_probs:
+        return loss
+    return loss, logit.sigmoid() * inside
 
 
 def mask_alignment_weighted_loss(losses, ious, scores, weighted=True):

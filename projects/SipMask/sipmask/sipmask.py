@@ -1,6 +1,5 @@
 """SipMask (Cao et al., ECCV 2020) on Detectron2's FCOS."""
 import logging
-from typing import List
 
 import torch
 from detectron2.config import configurable
@@ -17,6 +16,7 @@ from cxr_d2.modeling.fcos import FCOS, fcos_config_kwargs
 
 from .head import SipMaskHead
 from .loss import gt_masks_at_basis, mask_alignment_weighted_loss, per_instance_mask_loss
+from .mask_scoring import MaskIoUHead, mask_iou_loss, mask_iou_targets
 from .smp import spatial_mask_prediction
 
 __all__ = ["SipMask", "paste_masks"]
@@ -60,12 +60,15 @@ class SipMask(FCOS):
     """
     SipMask: FCOS whose head also predicts basis masks (CBM) and, per location, one set of
     coefficients per sub-region of its box (SP) from aligned features (FA). Training adds
-    loss_mask (WL); inference adds pred_masks by spatial mask prediction (SMP).
+    loss_mask (WL); inference adds pred_masks by spatial mask prediction (SMP). SipMask++
+    adds a mask-IoU head (loss_mask_iou) whose prediction multiplies the scores.
     """
 
     @configurable
     def __init__(self, *, grid, weighted_loss=True, mask_loss_weight=1.0, mask_thresh=0.4,
-                 max_mask_positives=0, **kwargs):
+                 max_mask_positives=0, mask_loss_boxes="pred", mask_iou_head=None,
+                 mask_iou_loss_weight=10.0, mask_iou_min_iou=0.1, mask_iou_min_gt_area=100.0,
+                 **kwargs):
         """
         Args:
             grid: (rows, cols) sub-regions.
@@ -73,6 +76,11 @@ class SipMask(FCOS):
             mask_loss_weight: weight of loss_mask.
             mask_thresh: mask probability threshold at inference.
             max_mask_positives: positives per image given a mask loss (0 = all).
+            mask_loss_boxes: "pred" (detached predicted boxes, official) or "gt" (matched
+                ground-truth boxes) crop the mask loss.
+            mask_iou_head: a :class:`MaskIoUHead` (SipMask++ mask scoring) or None.
+            mask_iou_loss_weight, mask_iou_min_iou, mask_iou_min_gt_area: see
+                :func:`mask_iou_loss`.
             kwargs: arguments of :class:`cxr_d2.modeling.FCOS`; `head` a SipMaskHead.
         """
         super().__init__(**kwargs)
@@ -81,6 +89,15 @@ class SipMask(FCOS):
         self.mask_loss_weight = mask_loss_weight
         self.mask_thresh = mask_thresh
         self.max_mask_positives = max_mask_positives
+        if mask_loss_boxes not in ("pred", "gt"):
+            raise ConfigError(
+                f"MODEL.SIPMASK.MASK_LOSS_BOXES is {mask_loss_boxes!r}; use 'pred' or 'gt'"
+            )
+        self.mask_loss_boxes = mask_loss_boxes
+        self.mask_iou_head = mask_iou_head
+        self.mask_iou_loss_weight = mask_iou_loss_weight
+        self.mask_iou_min_iou = mask_iou_min_iou
+        self.mask_iou_min_gt_area = mask_iou_min_gt_area
         self.num_basis = self.head.coefficients.out_channels // (self.grid[0] * self.grid[1])
 
     @classmethod
@@ -104,7 +121,15 @@ class SipMask(FCOS):
             mask_loss_weight=s.MASK_LOSS_WEIGHT,
             mask_thresh=s.MASK_THRESH,
             max_mask_positives=s.MAX_MASK_POSITIVES,
+            mask_loss_boxes=s.MASK_LOSS_BOXES,
         )
+        if s.MASK_SCORING.ENABLED:
+            kwargs.update(
+                mask_iou_head=MaskIoUHead(cfg, kwargs["num_classes"]),
+                mask_iou_loss_weight=s.MASK_SCORING.LOSS_WEIGHT,
+                mask_iou_min_iou=s.MASK_SCORING.MIN_IOU,
+                mask_iou_min_gt_area=s.MASK_SCORING.MIN_GT_AREA,
+            )
         return kwargs
 
     def _split(self, predictions):
@@ -146,6 +171,7 @@ class SipMask(FCOS):
         Returns:
             per image Instances at input resolution with pred_boxes, scores, pred_classes,
             mask_probs (R, Hb, Wb) (SMP at basis resolution) and keep_index (arange(R)).
+            With the mask-IoU head, scores are multiplied by the predicted mask IoU.
         """
         pred_logits, pred_deltas, pred_ctr, pred_coeffs, basis = self._split(predictions)
         anchors = self.anchor_generator(features)
@@ -163,6 +189,8 @@ class SipMask(FCOS):
                 basis[i], c, r.pred_boxes.tensor / self._basis_stride, self.grid
             )
             r.remove("coefficients")
+            if self.mask_iou_head is not None:
+                r.scores = r.scores * self.mask_iou_head(r.mask_probs, r.pred_classes)
             r.keep_index = torch.arange(len(r), device=basis.device)
             results.append(r)
         return results
@@ -192,12 +220,30 @@ class SipMask(FCOS):
         matched = self.match_anchors(anchors, gt_instances)
         gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances, matched)
         losses = self.losses(anchors, pred_logits, gt_labels, pred_deltas, gt_boxes, pred_ctr)
-        loss_mask = self.mask_loss(
+        loss_mask, iou_inputs = self.mask_loss(
             images.tensor.shape[-2:], anchors, matched, gt_instances,
             cat(pred_logits, dim=1), cat(pred_deltas, dim=1), cat(pred_coeffs, dim=1), basis,
         )
         losses["loss_mask"] = loss_mask * self.mask_loss_weight
+        if self.mask_iou_head is not None:
+            losses["loss_mask_iou"] = self.mask_iou_loss(*iou_inputs) * self.mask_iou_loss_weight
         return losses
+
+    def mask_iou_loss(self, probs, targets, classes):
+        """
+        Args:
+            probs: (P, Hb, Wb) SMP masks of the positives (detached); targets: (P, Hb, Wb)
+                their ground truths at basis resolution; classes: (P,) their gt classes.
+        Returns:
+            scalar loss of the mask-IoU head (:func:`mask_iou_loss`).
+        """
+        if len(probs) == 0:
+            return sum(p.sum() for p in self.mask_iou_head.parameters()) * 0
+        pred = self.mask_iou_head(probs, classes)
+        target = mask_iou_targets(probs, targets, self.mask_thresh)
+        get_event_storage().put_scalar("sipmask/mask_iou_target", target.mean().item())
+        return mask_iou_loss(pred, target, targets.sum(dim=(1, 2)), self.mask_iou_min_iou,
+                             self.mask_iou_min_gt_area)
 
     def mask_loss(self, padded_size, anchors, matched, gt_instances, logits, deltas, coeffs,
                   basis):
@@ -209,11 +255,13 @@ class SipMask(FCOS):
             logits: (N, R, K); deltas: (N, R, 4); coeffs: (N, R, rows*cols*m);
             basis: (N, m, Hb, Wb).
         Returns:
-            scalar loss_mask (WL-weighted or plain BCE).
+            scalar loss_mask (WL-weighted or plain BCE), and the inputs of
+            :meth:`mask_iou_loss` (probs, targets, classes; empty without the mask-IoU head).
         """
         anchors = Boxes.cat(anchors).tensor
         stride = padded_size[-1] // basis.shape[-1]
         losses, ious, scores = [], [], []
+        iou_inputs = ([], [], [])  # SMP masks (detached), their targets and classes
         for i, (gt, idx) in enumerate(zip(gt_instances, matched)):
             pos = torch.nonzero(idx >= 0).squeeze(1)
             if len(pos) == 0:
@@ -232,11 +280,23 @@ class SipMask(FCOS):
                 raise ValueError("SipMask expects gt_masks as BitMasks (INPUT.MASK_FORMAT bitmask)")
             targets = gt_masks_at_basis(masks, padded_size, stride)[gt_idx]
             c = coeffs[i, pos].view(len(pos), self.grid[0] * self.grid[1], self.num_basis)
-            losses.append(per_instance_mask_loss(basis[i], c, boxes / stride, targets, self.grid))
+            crop = gt.gt_boxes.tensor[gt_idx] if self.mask_loss_boxes == "gt" else boxes
+            loss, probs = per_instance_mask_loss(basis[i], c, crop / stride, targets, self.grid,
+                                                 return_probs=True)
+            losses.append(loss)
+            if self.mask_iou_head is not None:
+                for store, x in zip(iou_inputs, (probs.detach(), targets, gt.gt_classes[gt_idx])):
+                    store.append(x)
             ious.append(matched_pairwise_iou(Boxes(boxes), gt.gt_boxes[gt_idx]))
             scores.append(score)
+        hb, wb = basis.shape[-2:]
+        iou_inputs = (
+            cat(iou_inputs[0]) if iou_inputs[0] else basis.new_zeros((0, hb, wb)),
+            cat(iou_inputs[1]) if iou_inputs[1] else basis.new_zeros((0, hb, wb)),
+            cat(iou_inputs[2]) if iou_inputs[2] else torch.zeros(0, dtype=torch.long),
+        )
         if not losses:
-            return basis.sum() * 0
+            return basis.sum() * 0, iou_inputs
         losses, ious, scores = cat(losses), cat(ious), cat(scores)
         get_event_storage().put_scalar("sipmask/mask_iou_weight", (ious * scores).mean().item())
-        return mask_alignment_weighted_loss(losses, ious, scores, self.weighted_loss)
+        return mask_alignment_weighted_loss(losses, ious, scores, self.weighted_loss), iou_inputs

@@ -31,9 +31,11 @@ def _inputs():
     mask = torch.zeros(2, 128, 128, dtype=torch.bool)
     mask[0, 20:50, 15:60] = True
     mask[1, 70:120, 64:100] = True
-    inst = Instances((128, 128), gt_boxes=Boxes(torch.tensor([[15.0, 20, 60, 50], [64, 70, 100, 120]])),
+    boxes = torch.tensor([[15.0, 20, 60, 50], [64, 70, 100, 120]])
+    inst = Instances((128, 128), gt_boxes=Boxes(boxes),
                      gt_classes=torch.tensor([1, 2]), gt_masks=BitMasks(mask))
-    empty = Instances((128, 128), gt_boxes=Boxes(torch.zeros(0, 4)), gt_classes=torch.zeros(0).long(),
+    empty = Instances((128, 128), gt_boxes=Boxes(torch.zeros(0, 4)),
+                      gt_classes=torch.zeros(0).long(),
                       gt_masks=BitMasks(torch.zeros(0, 128, 128, dtype=torch.bool)))
     g = torch.Generator().manual_seed(0)
     return [{"image": torch.rand(3, 128, 128, generator=g) * 255, "instances": inst},
@@ -52,10 +54,12 @@ def test_weighting_loss_by_hand():
     losses = torch.tensor([0.5, 1.0, 2.0])
     ious = torch.tensor([0.8, 0.5, 0.1])
     scores = torch.tensor([0.5, 0.4, 1.0])
-    # alpha = (0.4, 0.2, 0.1), mean 7/30 -> (12/7, 6/7, 3/7); mean(alpha * L) = (6/7 + 6/7 + 6/7) / 3
+    # alpha = (0.4, 0.2, 0.1), mean 7/30 -> (12/7, 6/7, 3/7);
+    # mean(alpha * L) = (6/7 + 6/7 + 6/7) / 3
     got = mask_alignment_weighted_loss(losses, ious, scores)
     assert got.item() == pytest.approx(6 / 7)
-    assert mask_alignment_weighted_loss(losses, ious, scores, weighted=False).item() == pytest.approx(3.5 / 3)
+    plain = mask_alignment_weighted_loss(losses, ious, scores, weighted=False)
+    assert plain.item() == pytest.approx(3.5 / 3)
     assert mask_alignment_weighted_loss(losses[:0], ious[:0], scores[:0]).item() == 0
 
 
@@ -66,12 +70,42 @@ def test_per_instance_loss_by_hand():
     targets = torch.zeros(1, 4, 4)
     targets[0, 1, 1] = 1  # inside; the other 3 pixels of the box are 0; outside ignored
     targets[0, 3, 3] = 1
-    loss = per_instance_mask_loss(basis, coefficients, torch.tensor([[1.0, 1.0, 3.0, 3.0]]), targets, (1, 1))
+    box = torch.tensor([[1.0, 1.0, 3.0, 3.0]])
+    loss = per_instance_mask_loss(basis, coefficients, box, targets, (1, 1))
     assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item())  # BCE(0.5, .) = ln 2
     coefficients = torch.full((1, 1, 1), 2.0)  # p = sigmoid(2): -(ln p + 3 ln(1 - p)) / 4
     p = torch.sigmoid(torch.tensor(2.0))
-    loss = per_instance_mask_loss(basis, coefficients, torch.tensor([[1.0, 1.0, 3.0, 3.0]]), targets, (1, 1))
+    box = torch.tensor([[1.0, 1.0, 3.0, 3.0]])
+    loss = per_instance_mask_loss(basis, coefficients, box, targets, (1, 1))
     assert loss.item() == pytest.approx((-(p.log() + 3 * (1 - p).log()) / 4).item(), rel=1e-5)
+
+
+def test_per_instance_loss_is_bce_of_smp_and_keeps_gradients_when_saturated():
+    """The loss from each pixel's sub-region logit equals BCE on SMP's output (every grid,
+    fractional boxes), and still has a gradient where SMP's sigmoid saturates to 0 or 1."""
+    from sipmask import spatial_mask_prediction
+    from sipmask.smp import subregion_masks
+
+    torch.manual_seed(0)
+    basis = torch.randn(3, 9, 11, dtype=torch.float64)
+    boxes = torch.tensor([[0.5, 1.2, 8.7, 7.9], [-2.0, 3.5, 5.25, 12.0]], dtype=torch.float64)
+    targets = (torch.rand(2, 9, 11) > 0.5).double()
+    for grid in [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (4, 4)]:
+        coefficients = torch.randn(2, grid[0] * grid[1], 3, dtype=torch.float64)
+        loss, probs = per_instance_mask_loss(basis, coefficients, boxes, targets, grid, True)
+        smp = spatial_mask_prediction(basis, coefficients, boxes, grid)
+        torch.testing.assert_close(probs, smp)
+        inside = subregion_masks(boxes, grid, 9, 11).any(dim=1)
+        bce = -(targets * smp.log() + (1 - targets) * (1 - smp).log())  # inf outside the box
+        bce = torch.where(inside, bce, torch.zeros_like(bce))
+        torch.testing.assert_close(loss, bce.sum((1, 2)) / inside.sum((1, 2)))
+    # saturated: logit -60 where the target is 1 -> loss 60, gradient -1 per pixel (not 0)
+    coefficients = torch.full((1, 1, 1), -60.0, requires_grad=True)
+    loss = per_instance_mask_loss(torch.ones(1, 2, 2), coefficients,
+                                  torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.ones(1, 2, 2), (1, 1))
+    assert loss.item() == pytest.approx(60.0)
+    loss.sum().backward()
+    assert coefficients.grad.item() == pytest.approx(-1.0)
 
 
 def test_gradients_reach_every_learning_part():
@@ -110,6 +144,8 @@ def test_gradients_reach_every_learning_part():
         ["MODEL.SIPMASK.GRID", "(1, 2)"],
         ["MODEL.SIPMASK.GRID", "(3, 3)"],
         ["MODEL.SIPMASK.GRID", "(4, 4)", "MODEL.SIPMASK.MAX_MASK_POSITIVES", "5"],
+        ["MODEL.SIPMASK.MASK_LOSS_BOXES", "gt"],
+        ["MODEL.SIPMASK.MASK_SCORING.ENABLED", "True"],
     ],
 )
 def test_every_switch_trains_and_predicts(opts):
@@ -167,4 +203,57 @@ def test_every_project_config_loads():
     add_sipmask_config(full)
     full.merge_from_file(os.path.join(folder, "ablations", "sp_cbm_wl_fa.yaml"))
     s = full.MODEL.SIPMASK
-    assert s.FEATURE_ALIGN and s.WEIGHTED_LOSS and tuple(s.GRID) == (2, 2) and len(s.BASIS_IN_FEATURES) == 3
+    assert s.FEATURE_ALIGN and s.WEIGHTED_LOSS and tuple(s.GRID) == (2, 2)
+    assert len(s.BASIS_IN_FEATURES) == 3
+
+
+def test_mask_loss_boxes_gt_crops_by_the_ground_truth():
+    """With point-like predicted boxes the official crop sees no pixel (loss 0); cropping by
+    the ground-truth boxes gives the masks a loss from the first step."""
+    losses = {}
+    for mode in ("pred", "gt"):
+        model = _model("MODEL.SIPMASK.MASK_LOSS_BOXES", mode,
+                       "MODEL.SIPMASK.WEIGHTED_LOSS", "False")
+        torch.nn.init.constant_(model.head.bbox_pred.bias, -5.0)  # ReLU -> boxes of size 0
+        model.train()
+        with EventStorage():
+            losses[mode] = model(_inputs())["loss_mask"]
+    assert losses["pred"].item() == 0 and losses["gt"].item() > 0
+    with pytest.raises(Exception, match="MASK_LOSS_BOXES"):
+        _model("MODEL.SIPMASK.MASK_LOSS_BOXES", "union")
+
+
+ABLATIONS = sorted(
+    os.path.basename(p)
+    for p in __import__("glob").glob(os.path.join(os.path.dirname(CONFIG), "ablations", "*.yaml"))
+)
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_every_ablation_config_trains_a_step(name):
+    """Each ablation config (Tables 2-3) as written, shrunk to R-18 and a 128 px input."""
+    cfg = get_cfg()
+    add_cxr_config(cfg)
+    add_sipmask_config(cfg)
+    cfg.merge_from_file(os.path.join(os.path.dirname(CONFIG), "ablations", name))
+    switches = (tuple(cfg.MODEL.SIPMASK.BASIS_IN_FEATURES), tuple(cfg.MODEL.SIPMASK.GRID),
+                cfg.MODEL.SIPMASK.FEATURE_ALIGN, cfg.MODEL.SIPMASK.WEIGHTED_LOSS)  # fmt: skip
+    cfg.merge_from_list([
+        "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+        "MODEL.FCOS.NUM_CLASSES", "3", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.NUM_CLS_CONVS",
+        "1", "MODEL.FCOS.NUM_BOX_CONVS", "1", "MODEL.SIPMASK.NUM_BASIS", "4",
+        "MODEL.SIPMASK.BASIS_CONV_DIM", "16",
+    ])  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    torch.nn.init.constant_(model.head.bbox_pred.bias, 2.0)
+    head = model.head
+    assert head.feature_align.deformable == switches[2] and model.weighted_loss == switches[3]
+    assert model.grid == switches[1] and len(head.basis_in_levels) == len(switches[0])
+    assert head.coefficients.out_channels == switches[1][0] * switches[1][1] * 4
+    model.train()
+    with EventStorage():
+        losses = model(_inputs())
+        sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_mask"] > 0
+    assert head.coefficients.weight.grad.abs().sum() > 0
