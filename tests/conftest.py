@@ -7,6 +7,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import cxr_d2  # noqa: F401 (registers the built-in datasets)
 from cxr_d2.data.datasets import register_phantom
+from cxr_d2.engine import Trainer, check_config
 
 TINY = "cxr_phantom_tiny"
 # The two films of the overfit tests, registered by the `two_films` fixture.
@@ -62,3 +63,17 @@ def two_films(tiny_phantom):
     yield records
     DatasetCatalog.remove(TWO_FILMS)
     MetadataCatalog.remove(TWO_FILMS)
+
+
+def train(cfg):
+    """
+    Checks and freezes `cfg`, trains it from scratch with cxr-d2's Trainer and returns the
+    trainer and the last value of each loss.
+    """
+    check_config(cfg)
+    cfg.freeze()
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    histories = trainer.storage.histories()
+    return trainer, {k: v.latest() for k, v in histories.items() if k.startswith("loss")}

@@ -266,7 +266,8 @@ def test_a_few_training_iterations_on_dicom_masks(phantoms, tmp_path):
     from detectron2.config import get_cfg
 
     from cxr_d2.config import add_cxr_config
-    from cxr_d2.engine import Trainer, check_config
+
+    from .conftest import train
 
     cfg = get_cfg()
     add_cxr_config(cfg)
@@ -309,12 +310,7 @@ def test_a_few_training_iterations_on_dicom_masks(phantoms, tmp_path):
             str(tmp_path),
         ]
     )
-    check_config(cfg)
-    cfg.freeze()
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    losses = {k: v.latest() for k, v in trainer.storage.histories().items() if k.startswith("loss")}
+    trainer, losses = train(cfg)
     assert "loss_mask" in losses and all(np.isfinite(v) for v in losses.values()), losses
     manifest = json.load(open(tmp_path / "split_manifest.json"))
     assert len(manifest["t_siim_ptx_train"]) == len(DatasetCatalog.get("t_siim_ptx_train"))

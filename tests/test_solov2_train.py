@@ -22,7 +22,7 @@ from cxr_d2.errors import ConfigError
 from cxr_d2.evaluation import METRICS_FILE
 from cxr_d2.modeling import SOLOv2
 
-from .conftest import TINY
+from .conftest import TINY, train
 from .conftest import TWO_FILMS as TWO
 from .test_train import TINY_OPTS
 
@@ -146,12 +146,7 @@ def test_trainer_runs_with_normal_films(tiny_phantom, one_thread, tmp_path):
     """A few Trainer iterations with FILTER_EMPTY_ANNOTATIONS False (normal films in batches)."""
     cfg = _cfg("DATALOADER.FILTER_EMPTY_ANNOTATIONS", "False", "SOLVER.IMS_PER_BATCH", "4",
                "OUTPUT_DIR", str(tmp_path))  # fmt: skip
-    check_config(cfg)
-    cfg.freeze()
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    losses = {k: v.latest() for k, v in trainer.storage.histories().items() if k.startswith("loss")}
+    trainer, losses = train(cfg)
     assert set(losses) == {"loss_ins", "loss_cate"}, losses
     assert all(v == v and abs(v) < 1e4 for v in losses.values()), losses
     assert os.path.isfile(tmp_path / "model_final.pth")

@@ -16,6 +16,7 @@ from cxr_d2.config import add_cxr_config
 from cxr_d2.engine import Trainer, check_config
 
 from .conftest import TWO_FILMS as OVERFIT
+from .conftest import train
 from .test_train import TINY_OPTS
 
 CONFIGS = {
@@ -110,12 +111,7 @@ def _run_tool(*args, env=None):
 def test_train_then_eval_only_from_checkpoint(family, tiny_phantom, one_thread, tmp_path):
     """A few iterations through the Trainer, then train_net.py --eval-only on the checkpoint."""
     cfg = _cfg(family, "OUTPUT_DIR", str(tmp_path))
-    check_config(cfg)
-    cfg.freeze()
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    losses = {k: v.latest() for k, v in trainer.storage.histories().items() if k.startswith("loss")}
+    trainer, losses = train(cfg)
     assert losses and all(v == v and abs(v) < 1e4 for v in losses.values()), losses
     r = _run_tool(
         "--config-file",
