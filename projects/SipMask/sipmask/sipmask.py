@@ -27,32 +27,38 @@ logger = logging.getLogger(__name__)
 def paste_masks(mask_probs, boxes, basis_stride, image_size, output_size, threshold):
     """
     Masks at basis resolution to bool masks at output resolution, zero outside the boxes.
+    Only the output pixels inside each box are computed: each is sampled bilinearly from the
+    basis-resolution map (pixel centres, edges clamped) at its position in the input.
 
     Args:
         mask_probs: (P, Hb, Wb) SMP output for the padded input.
-        boxes: (P, 4) boxes in output pixels.
+        boxes: (P, 4) x1, y1, x2, y2 in output pixels.
         basis_stride: input pixels per basis pixel.
         image_size: (h, w) of the (unpadded) input image.
         output_size: (H, W) of the original image.
         threshold: probability threshold.
     Returns:
-        (P, H, W) bool.
+        (P, H, W) bool; pixel (x, y) of the output is inside a box when its centre
+        (x + 0.5, y + 0.5) is in [x1, x2) x [y1, y2).
     """
-    num = len(mask_probs)
-    if num == 0:
-        return mask_probs.new_zeros((0, *output_size), dtype=torch.bool)
-    ys = torch.arange(output_size[0], device=boxes.device, dtype=boxes.dtype) + 0.5
-    xs = torch.arange(output_size[1], device=boxes.device, dtype=boxes.dtype) + 0.5
-    in_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] < boxes[:, 3:4])  # (P, H)
-    in_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] < boxes[:, 2:3])  # (P, W)
-    out = []
-    for start in range(0, num, 16):  # bounds memory at full resolution
-        x = F.interpolate(mask_probs[start : start + 16, None], scale_factor=basis_stride,
-                          mode="bilinear", align_corners=False)
-        x = x[:, :, : image_size[0], : image_size[1]]
-        x = F.interpolate(x, size=output_size, mode="bilinear", align_corners=False)[:, 0]
-        out.append(x > threshold)
-    return cat(out) & in_y[:, :, None] & in_x[:, None, :]
+    out = torch.zeros((len(mask_probs), *output_size), dtype=torch.bool, device=boxes.device)
+    (height, width), (hb, wb) = output_size, mask_probs.shape[-2:]
+    # output pixel centre -> normalised basis coordinate (grid_sample, align_corners=False)
+    scale_x = image_size[1] / width / basis_stride / wb * 2
+    scale_y = image_size[0] / height / basis_stride / hb * 2
+    first = torch.ceil(boxes - 0.5).clamp(min=0)  # first pixel whose centre is >= the edge
+    first[:, 0::2] = first[:, 0::2].clamp(max=width)
+    first[:, 1::2] = first[:, 1::2].clamp(max=height)
+    for p, (x0, y0, x1, y1) in enumerate(first.long().tolist()):
+        if x0 >= x1 or y0 >= y1:
+            continue
+        xs = (torch.arange(x0, x1, device=boxes.device, dtype=mask_probs.dtype) + 0.5) * scale_x
+        ys = (torch.arange(y0, y1, device=boxes.device, dtype=mask_probs.dtype) + 0.5) * scale_y
+        grid = torch.stack(torch.meshgrid(xs - 1, ys - 1, indexing="xy"), dim=-1)  # (h, w, 2)
+        probs = F.grid_sample(mask_probs[p][None, None], grid[None], mode="bilinear",
+                              padding_mode="border", align_corners=False)  # fmt: skip
+        out[p, y0:y1, x0:x1] = probs[0, 0] > threshold
+    return out
 
 
 @META_ARCH_REGISTRY.register()

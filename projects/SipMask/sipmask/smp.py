@@ -67,8 +67,32 @@ def spatial_mask_prediction(basis, coefficients, boxes, grid=(2, 2)):
             f"spatial_mask_prediction: basis {tuple(basis.shape)}, coefficients "
             f"{tuple(coefficients.shape)} and boxes {tuple(boxes.shape)} do not fit grid {grid}"
         )
+    out = basis.new_zeros((num, height, width))
     if num == 0:
-        return basis.new_zeros((0, height, width))
-    logits = torch.einsum("pkm,mhw->pkhw", coefficients, basis)  # (P, K, H, W)
-    inside = subregion_masks(boxes, grid, height, width)  # (P, K, H, W)
-    return (logits.sigmoid() * inside.to(logits.dtype)).sum(dim=1)
+        return out
+    # Each sub-region is a rectangle of pixels: only those are computed (inference time then
+    # grows with the boxes' area, not with P x K x H x W).
+    boxes = boxes.to(torch.float64)
+    row_ranges = _pixel_ranges(_interval_masks(boxes[:, 1], boxes[:, 3], rows, height))
+    col_ranges = _pixel_ranges(_interval_masks(boxes[:, 0], boxes[:, 2], cols, width))
+    for p in range(num):
+        for r, (y0, y1) in enumerate(row_ranges[p]):
+            for c, (x0, x1) in enumerate(col_ranges[p]):
+                if y0 < y1 and x0 < x1:
+                    crop = basis[:, y0:y1, x0:x1]  # (m, h, w)
+                    logits = torch.einsum("m,mhw->hw", coefficients[p, r * cols + c], crop)
+                    out[p, y0:y1, x0:x1] = logits.sigmoid()
+    return out
+
+
+def _pixel_ranges(inside):
+    """
+    Args:
+        inside: (P, parts, size) bool, each row a contiguous run of True (or none).
+    Returns:
+        nested lists [P][parts] of (start, end): the run's pixels, end exclusive (start == end
+        when empty).
+    """
+    count = inside.sum(dim=-1)
+    start = inside.to(torch.uint8).argmax(dim=-1)
+    return torch.stack([start, start + count], dim=-1).tolist()

@@ -1,4 +1,5 @@
 """SipMask: loss by hand, gradients, every switch, inference outputs."""
+import math
 import os
 
 import pytest
@@ -257,3 +258,39 @@ def test_every_ablation_config_trains_a_step(name):
         sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_mask"] > 0
     assert head.coefficients.weight.grad.abs().sum() > 0
+
+
+def _bilinear_clamped(grid, u, v):
+    """grid (H, W) sampled at (u, v) in pixel-centre coordinates (pixel i's centre is i), edges
+    clamped."""
+    height, width = grid.shape
+    u, v = min(max(u, 0.0), width - 1.0), min(max(v, 0.0), height - 1.0)
+    i0, j0 = int(math.floor(u)), int(math.floor(v))
+    i1, j1 = min(i0 + 1, width - 1), min(j0 + 1, height - 1)
+    a, b = u - i0, v - j0
+    top = (1 - a) * grid[j0, i0] + a * grid[j0, i1]
+    bottom = (1 - a) * grid[j1, i0] + a * grid[j1, i1]
+    return (1 - b) * top + b * bottom
+
+
+def test_paste_masks_matches_per_pixel_sampling():
+    """Every output pixel whose centre is inside its box takes the bilinear sample of the basis
+    map at its input position, thresholded; every other pixel is False."""
+    from sipmask import paste_masks
+
+    torch.manual_seed(0)
+    probs = torch.rand(3, 6, 8, dtype=torch.float64)  # basis maps of a 12 x 16 padded input
+    image_size, output_size, stride = (11, 15), (17, 23), 2  # input resized from the output
+    boxes = torch.tensor(
+        [[2.3, 1.7, 15.2, 12.9], [-4.0, 5.0, 6.5, 30.0], [10.0, 3.0, 10.4, 3.2]], dtype=torch.float64
+    )
+    got = paste_masks(probs, boxes, stride, image_size, output_size, 0.5)
+    assert got.shape == (3, *output_size) and got.dtype == torch.bool
+    for p, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        for y in range(output_size[0]):
+            for x in range(output_size[1]):
+                inside = x1 <= x + 0.5 < x2 and y1 <= y + 0.5 < y2
+                u = (x + 0.5) * image_size[1] / output_size[1] / stride - 0.5
+                v = (y + 0.5) * image_size[0] / output_size[0] / stride - 0.5
+                expected = inside and _bilinear_clamped(probs[p], u, v) > 0.5
+                assert bool(got[p, y, x]) == expected, (p, x, y)
