@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from detectron2.layers import Conv2d, get_norm
 from torch import nn
-from torchvision.ops import deform_conv2d
+
+from ..layers import DeformConv, ModulatedDeformConv
 
 __all__ = ["coord_features", "add_coords", "conv_block", "DeformConvBlock", "dynamic_conv"]
 
@@ -53,9 +54,9 @@ def conv_block(in_channels, out_channels, norm="", kernel_size=3):
 
 class DeformConvBlock(nn.Module):
     """
-    A 3x3 deformable conv (torchvision.ops.deform_conv2d, CPU and CUDA) + norm + ReLU. The
-    offsets (and, for DCNv2, the modulation) come from a plain 3x3 conv initialised to zero,
-    so the block starts as a regular conv.
+    A 3x3 deformable conv (`cxr_d2.layers.DeformConv` / `ModulatedDeformConv`, on
+    torchvision.ops.deform_conv2d) + norm + ReLU. The offsets (and, for DCNv2, the modulation)
+    come from a plain 3x3 conv initialised to zero, so the block starts as a regular conv.
     """
 
     def __init__(self, in_channels, out_channels, norm="", modulated=False):
@@ -64,21 +65,17 @@ class DeformConvBlock(nn.Module):
         self.offset = nn.Conv2d(in_channels, (27 if modulated else 18), 3, padding=1)
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
-        nn.init.normal_(self.weight, std=0.01)
-        self.bias = None if norm else nn.Parameter(torch.zeros(out_channels))
-        self.norm = get_norm(norm, out_channels)
+        conv = ModulatedDeformConv if modulated else DeformConv
+        self.conv = conv(in_channels, out_channels, 3, padding=1, bias=modulated and not norm,
+                         norm=get_norm(norm, out_channels), activation=F.relu)  # fmt: skip
+        nn.init.normal_(self.conv.weight, std=0.01)
 
     def forward(self, x):
         """(N, C_in, H, W) -> (N, C_out, H, W)."""
         offset = self.offset(x)
-        mask = None
         if self.modulated:
-            offset, mask = offset[:, :18], offset[:, 18:].sigmoid()
-        y = deform_conv2d(x, offset, self.weight, self.bias, padding=(1, 1), mask=mask)
-        if self.norm is not None:
-            y = self.norm(y)
-        return F.relu(y)
+            return self.conv(x, offset[:, :18], offset[:, 18:].sigmoid())
+        return self.conv(x, offset)
 
 
 def dynamic_conv(kernels, mask_features):
