@@ -7,14 +7,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import cxr_d2  # noqa: F401 (registers the built-in datasets)
 from cxr_d2.data.datasets import register_phantom
-from cxr_d2.engine import Trainer, check_config
+from tests.helpers import TINY, TINY_SIZE, TWO_FILMS
 
-TINY = "cxr_phantom_tiny"
-# The two films of the overfit tests, registered by the `two_films` fixture.
-TWO_FILMS = "cxr_phantom_tiny_two"
-
-
-TINY_SIZE = {"num_images": 40, "size": 128}
 _TINY_ENV = {}  # projects' conftests re-export the fixture: register the set only once
 
 
@@ -64,16 +58,3 @@ def two_films(tiny_phantom):
     DatasetCatalog.remove(TWO_FILMS)
     MetadataCatalog.remove(TWO_FILMS)
 
-
-def train(cfg):
-    """
-    Checks and freezes `cfg`, trains it from scratch with cxr-d2's Trainer and returns the
-    trainer and the last value of each loss.
-    """
-    check_config(cfg)
-    cfg.freeze()
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    histories = trainer.storage.histories()
-    return trainer, {k: v.latest() for k, v in histories.items() if k.startswith("loss")}

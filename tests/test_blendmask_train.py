@@ -21,7 +21,7 @@ from cxr_d2.config import add_cxr_config
 from cxr_d2.data.mapper import CXRDatasetMapper
 from cxr_d2.engine import Trainer, check_config
 
-from .conftest import TWO_FILMS as TWO
+from tests.helpers import TWO_FILMS as TWO
 
 CONFIG = os.path.join("configs", "Phantom", "blendmask_R_18_FPN_cpu.yaml")
 # The CPU config made smaller still for 128 px films.

@@ -267,7 +267,7 @@ def test_a_few_training_iterations_on_dicom_masks(phantoms, tmp_path):
 
     from cxr_d2.config import add_cxr_config
 
-    from .conftest import train
+    from tests.helpers import train
 
     cfg = get_cfg()
     add_cxr_config(cfg)

@@ -10,7 +10,7 @@ from detectron2.structures import BoxMode
 
 from cxr_d2.data.phantom import PHANTOM_CLASSES
 
-from .conftest import TINY, TINY_SIZE
+from tests.helpers import TINY, TINY_SIZE
 
 
 def test_builtin_names_registered_with_metadata():

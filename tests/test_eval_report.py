@@ -21,7 +21,7 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from cxr_d2.config import add_cxr_config
 from cxr_d2.engine import Trainer, check_config
 
-from .conftest import TINY
+from tests.helpers import TINY
 from .test_train import TINY_OPTS, _config
 
 

@@ -13,7 +13,7 @@ from cxr_d2.config import add_cxr_config
 from cxr_d2.engine import Trainer, check_config
 from cxr_d2.errors import ConfigError
 
-from .conftest import TINY
+from tests.helpers import TINY
 
 CONFIG = os.path.join("configs", "Phantom", "fcos_R_18_FPN_cpu.yaml")
 

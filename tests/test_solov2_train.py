@@ -22,8 +22,8 @@ from cxr_d2.errors import ConfigError
 from cxr_d2.evaluation import METRICS_FILE
 from cxr_d2.modeling import SOLOv2
 
-from .conftest import TINY, train
-from .conftest import TWO_FILMS as TWO
+from tests.helpers import TINY, train
+from tests.helpers import TWO_FILMS as TWO
 from .test_train import TINY_OPTS
 
 CONFIG = os.path.join("configs", "Phantom", "solov2_R_18_FPN_cpu.yaml")

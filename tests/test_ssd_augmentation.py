@@ -16,7 +16,7 @@ from cxr_d2.data.transforms import (
     build_train_mapper,
 )
 
-from .conftest import TINY
+from tests.helpers import TINY
 
 
 def _iou(a, b):

@@ -15,8 +15,8 @@ from detectron2.modeling import build_model
 from cxr_d2.config import add_cxr_config
 from cxr_d2.engine import Trainer, check_config
 
-from .conftest import TWO_FILMS as OVERFIT
-from .conftest import train
+from tests.helpers import TWO_FILMS as OVERFIT
+from tests.helpers import train
 from .test_train import TINY_OPTS
 
 CONFIGS = {

@@ -9,7 +9,7 @@ from detectron2.config import get_cfg
 from cxr_d2.config import add_cxr_config
 from cxr_d2.engine import Trainer, check_config
 
-from .conftest import TINY
+from tests.helpers import TINY
 
 FAMILIES = ["faster_rcnn", "retinanet", "mask_rcnn"]
 TINY_OPTS = [

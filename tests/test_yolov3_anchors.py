@@ -18,7 +18,7 @@ from cxr_d2.modeling.anchor_kmeans import (
     yolov3_anchors_from_clusters,
 )
 
-from .conftest import TINY
+from tests.helpers import TINY
 
 
 def test_kmeans_recovers_separated_shapes():
