@@ -116,6 +116,27 @@ def pycocotools_stats(gt, preds, max_dets=(1, 10, 100), agnostic=False):
     return ev.stats * 100
 
 
+# Per-class AP by hand. Image 1: an "a" lesion; the prediction covers it with IoU 0.8
+# (1600 / 2000). Image 2: a "b" lesion; a confident false positive, then an exact hit.
+PER_CLASS_GT = {1: [([10, 10, 50, 50], 0)], 2: [([20, 20, 60, 60], 1)]}
+PER_CLASS_PRED = {
+    1: [([10, 10, 50, 60], 0.9, 0)],
+    2: [([70, 70, 90, 90], 0.9, 1), ([20, 20, 60, 60], 0.8, 1)],
+}
+# Class a is a hit at IoU thresholds .50 ... .80 (7 of 10): AP 70, AP50 100.
+# Class b: recall 1 is reached at precision 1/2, so every threshold gives 50.
+PER_CLASS_EXPECTED = {"AP": 60.0, "AP50": 75.0, "AP75": 75.0, "AP-a": 70.0, "AP-b": 50.0}
+
+
+def test_per_class_ap_hand_worked_and_equal_to_pycocotools(tmp_path):
+    with registered("cxr_test_per_class", PER_CLASS_GT) as name:
+        res = evaluate(name, PER_CLASS_GT, PER_CLASS_PRED, tmp_path)["bbox"]
+    for key, value in PER_CLASS_EXPECTED.items():
+        assert res[key] == pytest.approx(value, abs=1e-6), key
+    stats = pycocotools_stats(PER_CLASS_GT, PER_CLASS_PRED)
+    np.testing.assert_allclose([res[k] for k in ("AP", "AP50", "AP75")], stats[:3], atol=1e-6)
+
+
 # Class-agnostic differs from class-specific. Image 1: an "a" lesion, predicted as "b" (0.9)
 # and as "a" (0.8); image 2: a "b" lesion found (0.7).
 AGN_GT = {1: [([10, 10, 50, 50], 0)], 2: [([20, 20, 60, 60], 1)]}
