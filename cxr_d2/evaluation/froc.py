@@ -18,7 +18,6 @@ class-aware decisions of all classes: sensitivity over all lesions, false positi
 classes per image.
 """
 
-import logging
 import math
 
 import numpy as np
@@ -26,7 +25,6 @@ from pycocotools import mask as mask_util
 
 __all__ = ["FP_RATES", "froc_labels", "froc_curve", "sensitivity_at", "compute_froc", "plot_froc"]
 
-logger = logging.getLogger(__name__)
 
 # False positives per image at which sensitivity is reported (and averaged).
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
