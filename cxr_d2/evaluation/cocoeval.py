@@ -1,7 +1,7 @@
 """
 COCO evaluation through a chosen backend, and the summary with AR at 300 detections.
 
-Two backends compute the same numbers (tests/test_eval_coco.py compares them to 1e-6):
+Two backends compute the same numbers (tests/evaluation/test_coco.py compares them to 1e-6):
 `pycocotools` (the reference, pure Python matching) and `faster_coco_eval` (PyPI
 `faster-coco-eval`, C++ matching and accumulation). Neither uses `detectron2._C`.
 
