@@ -20,7 +20,7 @@ from detectron2.structures import BoxMode
 
 import cxr_d2  # noqa: F401 (registers the datasets)
 from cxr_d2 import CXRError
-from cxr_d2.modeling.anchor_kmeans import (
+from cxr_d2.modeling.yolov3.anchor_kmeans import (
     kmeans_iou,
     ssd_priors_from_clusters,
     wh_iou_np,
@@ -68,7 +68,7 @@ def dataset_box_shapes(name, input_size):
 
 def ssd_default_shapes(priors):
     """(w, h) of the distinct default-box shapes of an SSD prior config dict."""
-    from cxr_d2.modeling.ssd_prior import ssd_cell_priors
+    from cxr_d2.modeling.ssd import ssd_cell_priors
 
     shapes = []
     for lo, hi, ratios in zip(priors["MIN_SIZES"], priors["MAX_SIZES"], priors["ASPECT_RATIOS"]):

@@ -53,7 +53,7 @@ def add_fcos_config(cfg):
     cfg.MODEL.FCOS.NMS_TH = 0.6
     cfg.MODEL.FCOS.POST_NMS_TOPK_TEST = 100
     # AdelaiDet keys kept so its configs load; Detectron2's FCOS has no such switch and the
-    # model refuses values other than these (see cxr_d2/modeling/fcos.py).
+    # model refuses values other than these (see cxr_d2/modeling/fcos/fcos.py).
     cfg.MODEL.FCOS.TOP_LEVELS = 2
     cfg.MODEL.FCOS.THRESH_WITH_CTR = False
     cfg.MODEL.FCOS.USE_DEFORMABLE = False

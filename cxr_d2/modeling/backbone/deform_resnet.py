@@ -9,8 +9,6 @@ checkpoints load either way) and add MODEL.RESNETS.DEFORM_INTERVAL (AdelaiDet's 
 deformable stage, block i is deformable when i % DEFORM_INTERVAL == 0 (SipMask++/YOLACT++ use 3:
 blocks 0, 3, 6, ... of res3-res5).
 """
-import logging
-
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
@@ -33,8 +31,6 @@ __all__ = [
     "build_deform_resnet_fpn_backbone",
     "build_retinanet_deform_resnet_fpn_backbone",
 ]
-
-logger = logging.getLogger(__name__)
 
 _BLOCKS_PER_STAGE = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3],
                      152: [3, 8, 36, 3]}  # fmt: skip

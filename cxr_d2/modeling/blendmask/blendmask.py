@@ -1,7 +1,5 @@
 """BlendMask (Chen et al., CVPR 2020) on Detectron2's FCOS, with AdelaiDet's config keys."""
 
-import logging
-
 import torch
 from detectron2.config import configurable
 from detectron2.layers import cat
@@ -11,8 +9,7 @@ from detectron2.structures import BitMasks, PolygonMasks
 from detectron2.utils.events import get_event_storage
 
 from ...errors import ConfigError
-from ..fcos import FCOS, fcos_config_kwargs
-from ..fcos_head import FCOSHead
+from ..fcos import FCOS, FCOSHead, fcos_config_kwargs
 from .basis_module import build_basis_module
 from .blender import Blender, blender_loss, mask_targets
 from .inference import decode_detections
@@ -20,8 +17,6 @@ from .semantic_loss import semantic_loss
 from .top_layer import TopLayer
 
 __all__ = ["BlendMask"]
-
-logger = logging.getLogger(__name__)
 
 
 def _check_config(cfg):

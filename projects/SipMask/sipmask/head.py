@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import deform_conv2d
 
-from cxr_d2.modeling.fcos_head import FCOSHead
+from cxr_d2.modeling.fcos import FCOSHead
 
 from .basis import BasisModule
 
