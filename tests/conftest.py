@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import os
 
 import pytest
@@ -6,8 +7,8 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import cxr_d2  # noqa: F401 (registers the built-in datasets)
-from cxr_d2.data.datasets import register_phantom
-from tests.helpers import TINY, TINY_SIZE, TWO_FILMS
+from cxr_d2.data.datasets import SOURCES, register_source
+from tests.helpers import TINY, TWO_FILMS
 
 _TINY_ENV = {}  # projects' conftests re-export the fixture: register the set only once
 
@@ -15,19 +16,17 @@ _TINY_ENV = {}  # projects' conftests re-export the fixture: register the set on
 @pytest.fixture(scope="session")
 def tiny_phantom(tmp_path_factory):
     """
-    A small phantom set (40 images of 128 px) registered as cxr_phantom_tiny_*. Returns the
-    environment under which a subprocess sees the same images as the built-in cxr_phantom_*.
+    The built-in cxr_phantom_tiny_* (40 films of 128 px) re-registered under a session
+    folder as datasets root. Returns the environment (CXR_DATASETS = that folder) under
+    which a subprocess reads the same films by the same names.
     """
     if _TINY_ENV:
         return dict(_TINY_ENV)
     datasets = tmp_path_factory.mktemp("datasets")
-    register_phantom(TINY, root=str(datasets / "cxr_phantom"), **TINY_SIZE)
-    _TINY_ENV.update(
-        os.environ,
-        CXR_DATASETS=str(datasets),
-        CXR_PHANTOM_IMAGES=str(TINY_SIZE["num_images"]),
-        CXR_PHANTOM_SIZE=str(TINY_SIZE["size"]),
-    )
+    phantom = SOURCES["cxr_phantom"]
+    tiny = [v for v in phantom.variants if v.name == TINY[len(phantom.name) + 1 :]]
+    register_source(dataclasses.replace(phantom, variants=tuple(tiny)), str(datasets), replace=True)
+    _TINY_ENV.update(os.environ, CXR_DATASETS=str(datasets))
     return dict(_TINY_ENV)
 
 

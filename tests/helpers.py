@@ -1,11 +1,19 @@
 """Constants and helpers shared by the test modules (fixtures live in conftest.py)."""
+import os
+
+from cxr_d2.data.datasets.phantom import PHANTOM_VARIANTS
 from cxr_d2.engine import Trainer, check_config
 
-__all__ = ["TINY", "TINY_SIZE", "TWO_FILMS", "train"]
+__all__ = ["REPO_ROOT", "SHARED", "TINY", "TINY_SIZE", "TWO_FILMS", "train"]
 
-# The tiny phantom set registered by the `tiny_phantom` fixture: cxr_phantom_tiny_{split}.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Third-party data and reference outputs beside the repository; tests skip where absent.
+SHARED = os.path.join(os.path.dirname(REPO_ROOT), "shared")
+
+# The built-in tiny phantom set, cxr_phantom_tiny_{split}, drawn by the `tiny_phantom` fixture
+# into a session folder: {"num_images": 40, "size": 128}.
 TINY = "cxr_phantom_tiny"
-TINY_SIZE = {"num_images": 40, "size": 128}
+TINY_SIZE = next(dict(v.options) for v in PHANTOM_VARIANTS if v.name == "tiny")
 # The two films of the overfit tests, registered by the `two_films` fixture.
 TWO_FILMS = "cxr_phantom_tiny_two"
 

@@ -23,7 +23,8 @@ def add_cxr_config(cfg):
             setattr(node, leaf, 0)
 
     cfg.CXR = CN()
-    # Write OUTPUT_DIR/split_manifest.json (which image of which dataset the run used).
+    # Write OUTPUT_DIR/split_manifest.json (which image of which dataset the run used; the
+    # only file a run writes about its data, named by each evaluation.json).
     cfg.CXR.WRITE_MANIFEST = True
     # Task types the evaluator scores: empty = "bbox", plus "segm" when MODEL.MASK_ON.
     cfg.CXR.EVAL_TASKS = []

@@ -77,6 +77,16 @@ class ProblemLog:
         for found in _COLLECTORS:
             found.append(problem)
 
+    def replay(self, other):
+        """
+        Take over the problems of an earlier load of the same files (`other`, a ProblemLog)
+        without logging them again; collectors still receive them.
+        """
+        self.problems += other.problems
+        self.skipped.update(other.skipped)
+        for found in _COLLECTORS:
+            found.extend(other.problems)
+
     def skip(self, what):
         """Count one more `what` skipped for a problem already reported."""
         self.skipped[what] += 1

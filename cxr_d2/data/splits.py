@@ -1,7 +1,6 @@
-"""Deterministic train/val/test splits grouped by patient, and the split manifest."""
+"""Deterministic train/val/test splits grouped by patient, and the run's image manifest."""
 
 import json
-import logging
 import os
 
 import numpy as np
@@ -11,22 +10,27 @@ from ..errors import ConfigError, DatasetError
 __all__ = [
     "SPLITS",
     "SPLIT_MODES",
+    "SPLIT_SCHEMES",
     "split_by_group",
-    "split_options",
     "select_split",
+    "MANIFEST_FILE",
     "write_manifest",
-    "write_split_manifest",
 ]
-
-logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SPLIT_MODES = ("random", "official")
-# Read at registration (on `import cxr_d2`) and stored in each dataset's metadata:
-#   CXR_SPLIT_SEED  the seed of the random patient-grouped split (default 0);
-#   CXR_SPLIT       "random" (default: 80/10/10 over every labelled image, grouped by patient)
-#                   or "official" (the source's own train/test files; see datasets/README.md).
-SEED_ENV, MODE_ENV = "CXR_SPLIT_SEED", "CXR_SPLIT"
+# The run's manifest in OUTPUT_DIR: dataset name -> its image files.
+MANIFEST_FILE = "split_manifest.json"
+# The split schemes every source is registered with: name part -> (mode, seed). "" is the
+# default (`<source>_train`); "official" is registered only for sources that publish a split.
+SPLIT_SCHEMES = {
+    "": ("random", 0),
+    "seed1": ("random", 1),
+    "seed2": ("random", 2),
+    "seed3": ("random", 3),
+    "seed4": ("random", 4),
+    "official": ("official", 0),
+}
 
 
 def split_by_group(groups, fractions=(0.8, 0.1, 0.1), seed=0):
@@ -58,47 +62,39 @@ def split_by_group(groups, fractions=(0.8, 0.1, 0.1), seed=0):
     return assignment
 
 
-def write_manifest(path, datasets):
+def write_manifest(path, datasets, update=False):
     """
     Write which images each dataset of a run holds, so a result traces to its exact images.
 
     Args:
         path (str): the JSON file to write.
         datasets (dict[str, list[dict]]): dataset name -> its Detectron2 dicts.
+        update (bool): keep the other datasets of an existing manifest at `path`; the file
+            is left untouched when it already holds these datasets' images.
     """
     manifest = {
         name: sorted({os.path.normpath(d["file_name"]) for d in dicts})
         for name, dicts in datasets.items()
     }
+    if update and os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+        if all(old.get(name) == files for name, files in manifest.items()):
+            return
+        manifest = {**old, **manifest}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=1)
     os.replace(tmp, path)
 
 
-def split_options():
-    """
-    The split mode and seed from $CXR_SPLIT and $CXR_SPLIT_SEED, as raw strings.
-
-    They are validated by :func:`select_split` when a dataset is loaded, so a bad value is an
-    error of that dataset, not of `import cxr_d2`.
-
-    Returns:
-        dict: {"split_mode": str, "split_seed": str}.
-    """
-    return {
-        "split_mode": os.getenv(MODE_ENV, "random").strip() or "random",
-        "split_seed": os.getenv(SEED_ENV, "0").strip() or "0",
-    }
-
-
 def _validated(mode, seed):
     if mode not in SPLIT_MODES:
-        raise ConfigError(f"${MODE_ENV}={mode!r}: must be one of {', '.join(SPLIT_MODES)}")
+        raise ConfigError(f"split mode {mode!r} is not one of {', '.join(SPLIT_MODES)}")
     try:
         return mode, int(seed)
     except (TypeError, ValueError):
-        raise ConfigError(f"${SEED_ENV}={seed!r}: must be an integer") from None
+        raise ConfigError(f"split seed {seed!r} is not an integer") from None
 
 
 def select_split(records, split, mode="random", seed=0, source="dataset"):
@@ -113,7 +109,7 @@ def select_split(records, split, mode="random", seed=0, source="dataset"):
         mode (str): "random": 80/10/10 over all records, grouped by patient, seeded; or
             "official": records keep their `official_split`; "trainval" records are cut 8:1
             into train and val by patient, seeded.
-        seed (int or str): the split seed.
+        seed (int): the split seed.
         source (str): the source name, for error messages.
 
     Returns:
@@ -129,8 +125,8 @@ def select_split(records, split, mode="random", seed=0, source="dataset"):
         official = {r.get("official_split") for r in records}
         if None in official:
             raise DatasetError(
-                f"{source} publishes no official split for some or all images; unset "
-                f"${MODE_ENV} (or set it to 'random') to use the seeded 80/10/10 split"
+                f"{source} publishes no official split for some or all images; use the "
+                "dataset name without '_official' for the seeded 80/10/10 split"
             )
         pool = [r for r in records if r["official_split"] == "trainval"]
         inner = split_by_group([r["patient_id"] for r in pool], (8 / 9, 1 / 9, 0.0), seed)
@@ -147,29 +143,3 @@ def select_split(records, split, mode="random", seed=0, source="dataset"):
         out.append(r)
     return out
 
-
-def write_split_manifest(path, source, mode, seed, splits):
-    """
-    Write which image of a source is in which split (best effort: a read-only dataset
-    folder only gives a warning).
-
-    Args:
-        path (str): JSON file to write.
-        splits (dict[str, list[dict]]): split -> records.
-    """
-    manifest = {
-        "source": source,
-        "split_mode": mode,
-        "split_seed": int(seed),
-        "splits": {
-            s: sorted(os.path.normpath(d["file_name"]) for d in recs) for s, recs in splits.items()
-        },
-    }
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=1)
-        os.replace(tmp, path)
-    except OSError as e:
-        logger.warning(f"could not write the split manifest {path}: {e.strerror}")

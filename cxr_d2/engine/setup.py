@@ -1,4 +1,5 @@
 """Config setup for the tools: get_cfg -> add_cxr_config -> merge -> checks -> freeze."""
+import difflib
 import logging
 import os
 import tempfile
@@ -62,7 +63,7 @@ def _check_datasets(cfg):
     for key in ("TRAIN", "TEST"):
         for name in cfg.DATASETS[key]:
             if name not in registered:
-                close = sorted(n for n in registered if n.split("_")[0] == name.split("_")[0])
+                close = difflib.get_close_matches(name, registered, n=5, cutoff=0.6)
                 hint = f" (registered like it: {', '.join(close)})" if close else ""
                 raise ConfigError(
                     f"DATASETS.{key} names '{name}', which is not a registered dataset{hint}; "

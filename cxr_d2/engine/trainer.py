@@ -12,12 +12,12 @@ from detectron2.engine import DefaultTrainer
 from detectron2.utils import comm
 
 from ..data.mapper import CXRDatasetMapper
+from ..data.splits import MANIFEST_FILE, write_manifest
 from ..data.transforms import build_train_mapper
-from ..data.splits import write_manifest
 from ..evaluation import build_coco_evaluator
 from .checkpoint import AtomicCheckpointer
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "write_run_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +26,16 @@ class Trainer(DefaultTrainer):
     """
     DefaultTrainer with: the COCO evaluator that needs no `detectron2._C`, atomic checkpoints,
     and `OUTPUT_DIR/split_manifest.json` listing the images of every dataset of the run.
+
+    Each dataset is parsed once per process (`cxr_d2.data.datasets.common`): the train
+    loader, the manifest, the test loader and the evaluator share that parse.
     """
 
     def __init__(self, cfg):
         super().__init__(cfg)
         if cfg.CXR.WRITE_MANIFEST and comm.is_main_process():
-            write_run_manifest(cfg)
+            names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+            write_run_manifest(cfg, names)
 
     def build_hooks(self):
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before this call;
@@ -55,14 +59,25 @@ class Trainer(DefaultTrainer):
         )
 
     @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """DefaultTrainer.test, with the test datasets added to the run's manifest first."""
+        if cfg.CXR.WRITE_MANIFEST and comm.is_main_process():
+            write_run_manifest(cfg, cfg.DATASETS.TEST, update=True)
+        return super().test(cfg, model, evaluators)
+
+    @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return build_coco_evaluator(cfg, dataset_name, output_folder)
 
 
-def write_run_manifest(cfg):
-    """Write OUTPUT_DIR/split_manifest.json for the datasets in DATASETS.TRAIN and TEST."""
-    names = list(dict.fromkeys(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)))
-    path = os.path.join(cfg.OUTPUT_DIR, "split_manifest.json")
-    write_manifest(path, {name: DatasetCatalog.get(name) for name in names})
+def write_run_manifest(cfg, names, update=False):
+    """
+    Write OUTPUT_DIR/split_manifest.json: the image files of each dataset in `names`, from
+    the records the run loads. With `update`, the file's other datasets are kept.
+    """
+    path = os.path.join(cfg.OUTPUT_DIR, MANIFEST_FILE)
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    names = list(dict.fromkeys(names))
+    write_manifest(path, {name: DatasetCatalog.get(name) for name in names}, update=update)
     logger.info(f"Split manifest written to {path}")

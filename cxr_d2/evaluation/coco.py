@@ -22,6 +22,8 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
 
+from ..data.datasets.common import AGNOSTIC_CLASS
+from ..data.splits import MANIFEST_FILE
 from ..errors import ConfigError
 from .cocoeval import (
     DEFAULT_MAX_DETS,
@@ -42,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 # The file every evaluation writes into its output folder (read by tools/report.py).
 METRICS_FILE = "evaluation.json"
-AGNOSTIC_NAME = "lesion"
 _AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
@@ -96,7 +97,8 @@ class CXRCOCOEvaluator(COCOEvaluator):
             froc_iou_thresh (float): IoU of a FROC hit.
             froc_fp_rates (tuple[float]): false positives per image of the FROC summary.
             run_info (dict): written into evaluation.json: `model`, `config` (YAML),
-                `train_datasets`, `output_dir`.
+                `train_datasets`, `output_dir`, `split_manifest` (the run's manifest file:
+                named in evaluation.json when it exists).
         """
         self._max_dets = tuple(sorted(int(m) for m in max_dets))
         super().__init__(
@@ -203,7 +205,7 @@ class CXRCOCOEvaluator(COCOEvaluator):
     def _score_task(self, name, iou_type, coco_results, agnostic, img_ids):
         gt_dict = self._coco_api.dataset
         if agnostic:
-            gt_dict = agnostic_gt(gt_dict, AGNOSTIC_NAME)
+            gt_dict = agnostic_gt(gt_dict, AGNOSTIC_CLASS)
             coco_results = agnostic_results(coco_results)
         if img_ids is not None:  # evaluate(img_ids=...): score those images only
             gt_dict = _subset(gt_dict, img_ids)
@@ -265,6 +267,7 @@ class CXRCOCOEvaluator(COCOEvaluator):
             "agnostic_dataset": is_agnostic_dataset(self._dataset_name),
             "model": self._run_info.get("model", ""),
             "train_datasets": self._run_info.get("train_datasets", []),
+            "agnostic_training": self._run_info.get("agnostic_training", False),
             "units": "tasks: percent (0-100); froc: fractions (0-1)",
             "tasks": _nan_to_none(dict(results)),
             "froc": _nan_to_none(self._froc),
@@ -276,11 +279,7 @@ class CXRCOCOEvaluator(COCOEvaluator):
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "run_output_dir": self._run_info.get("output_dir", ""),
             "config": self._run_info.get("config", ""),
-            "split_manifest": {
-                self._dataset_name: sorted(
-                    os.path.normpath(im["file_name"]) for im in images if "file_name" in im
-                )
-            },
+            "split_manifest": _existing(self._run_info.get("split_manifest")),
         }
         path = os.path.join(self._output_dir, METRICS_FILE)
         tmp = path + ".tmp"
@@ -295,6 +294,11 @@ class CXRCOCOEvaluator(COCOEvaluator):
             )
         self._logger.info(f"Metrics written to {path}")
         return path
+
+
+def _existing(path):
+    """`path` made absolute when it names a file, else None."""
+    return os.path.abspath(path) if path and os.path.isfile(path) else None
 
 
 def _subset(gt_dict, img_ids):
@@ -351,6 +355,11 @@ def build_coco_evaluator(cfg, dataset_name, output_dir):
             "model": model_name(cfg),
             "config": cfg.dump(),
             "train_datasets": list(cfg.DATASETS.TRAIN),
+            "agnostic_training": bool(cfg.DATASETS.TRAIN)
+            and all(is_agnostic_dataset(n) for n in cfg.DATASETS.TRAIN),
             "output_dir": cfg.OUTPUT_DIR,
+            "split_manifest": os.path.join(cfg.OUTPUT_DIR, MANIFEST_FILE)
+            if cfg.CXR.WRITE_MANIFEST
+            else "",
         },
     )

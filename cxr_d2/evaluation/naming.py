@@ -2,6 +2,8 @@
 
 import re
 
+from detectron2.data import MetadataCatalog
+
 __all__ = ["model_name", "is_agnostic_dataset", "dataset_label"]
 
 _FAMILIES = {"RetinaNet": "RetinaNet", "FCOS": "FCOS"}
@@ -37,11 +39,20 @@ def model_name(cfg):
     return f"{family} {_backbone_name(cfg)}"
 
 
+def _metadata(name):
+    return MetadataCatalog.get(name) if name in MetadataCatalog.list() else None
+
+
 def is_agnostic_dataset(name):
-    """Datasets named `<source>_agnostic_<split>` hold one merged category."""
-    return "_agnostic_" in name
+    """Whether registered dataset `name` holds one merged category (metadata `agnostic`)."""
+    meta = _metadata(name)
+    return bool(meta is not None and meta.get("agnostic", False))
 
 
 def dataset_label(name):
-    """The dataset a result is about: `<source>_agnostic_<split>` is `<source>_<split>`."""
-    return name.replace("_agnostic_", "_")
+    """
+    The dataset a result is about: an agnostic dataset's `specific_dataset` (the same
+    images with their classes), else `name`.
+    """
+    meta = _metadata(name)
+    return meta.get("specific_dataset", name) if meta is not None else name

@@ -17,7 +17,6 @@ from collections import OrderedDict
 from tabulate import tabulate
 
 from .coco import METRICS_FILE
-from .naming import dataset_label, is_agnostic_dataset
 
 __all__ = ["TABLES", "MISSING", "find_metrics", "collect", "build_table", "write_report"]
 
@@ -76,8 +75,7 @@ def _run_name(path):
 
 def _row_label(record, path):
     model = record.get("model") or _run_name(path)
-    train = record.get("train_datasets") or []
-    if train and all(is_agnostic_dataset(n) for n in train):
+    if record.get("agnostic_training"):
         model += " (agnostic training)"
     return model
 
@@ -121,7 +119,7 @@ def _cell(record, table):
         return (None if agnostic_ds else tasks.get("bbox")), record["dataset"]
     if table == "table2_class_agnostic":
         metrics = tasks.get("bbox") if agnostic_ds else tasks.get("bbox_agnostic")
-        return metrics, dataset_label(record["dataset"])
+        return metrics, record.get("dataset_label") or record["dataset"]
     return (None if agnostic_ds else tasks.get("segm")), record["dataset"]
 
 

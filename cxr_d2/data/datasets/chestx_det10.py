@@ -8,7 +8,7 @@ Layout under `$CXR_DATASETS/chestx_det10/`::
     train_data/*.png, test_data/*.png
 
 Images with an empty `syms` are normal films and are kept. The official split is
-train.json / test.json (`CXR_SPLIT=official`: val is cut from train.json).
+train.json / test.json (`chestx_det10_official_*`: val is cut from train.json).
 """
 
 import json

@@ -1,39 +1,89 @@
 """
-What every source's loader shares: registration of `<source>_{split}` and
-`<source>_agnostic_{split}`, the split selection, the split manifest, box and class checks.
+What every source's loader shares: the source table row (:class:`Source`), the registration
+of its dataset names, the split selection, one parse per process, box and class checks.
 
-A source module provides `parse(root, classes, log) -> list[dict]`: every labelled image of
-the source as a Detectron2 record with `file_name`, `height`, `width`, `patient_id`,
-`annotations` (XYXY_ABS boxes, `category_id` into `classes`) and, where the source publishes
-one, `official_split`. Problems go to `log` (:class:`~cxr_d2.data.checks.ProblemLog`), one
-line each, and the item concerned is skipped and counted.
+A source module provides `parse(root, classes, log, **options) -> list[dict]`: every
+labelled image of the source as a Detectron2 record with `file_name`, `height`, `width`,
+`patient_id`, `annotations` (XYXY_ABS boxes, `category_id` into `classes`) and, where the
+source publishes one, `official_split`. Problems go to `log`
+(:class:`~cxr_d2.data.checks.ProblemLog`), one line each, and the item concerned is skipped
+and counted.
+
+Dataset names: `<source>[_<variant>][_<scheme>][_agnostic]_<split>`, where a variant chooses
+the parse options (e.g. VinDr's box fusion, the phantom's size), a scheme the split
+(:data:`~cxr_d2.data.splits.SPLIT_SCHEMES`), and `_agnostic` merges every class into
+:data:`AGNOSTIC_CLASS`. Every name is registered on `import cxr_d2` from the table alone:
+nothing is read until a dataset is used.
 """
 
+import copy
 import functools
 import os
+from dataclasses import dataclass, field
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from ..checks import ProblemLog, check_box
 from ..paths import require_dir
-from ..splits import SPLITS, select_split, split_options, write_split_manifest
+from ..splits import SPLIT_SCHEMES, SPLITS, select_split
 
 __all__ = [
     "AGNOSTIC_CLASS",
+    "Source",
+    "Variant",
     "register_source",
-    "load_source_split",
+    "dataset_names",
+    "forget_loaded",
     "box_annotation",
     "category_index",
-    "split_manifest_path",
 ]
 
+# The one class of every `_agnostic_` dataset (and of the evaluator's agnostic tasks).
 AGNOSTIC_CLASS = "lesion"
 
 
-def split_manifest_path(root, split_mode, split_seed):
-    """Where a source's split manifest is written: `<root>/cxr_d2_splits/<mode>_seed<seed>.json`."""
-    return os.path.join(root, "cxr_d2_splits", f"{split_mode}_seed{split_seed}.json")
+@dataclass(frozen=True)
+class Variant:
+    """
+    A named way to read a source: `<source>_<name>_<split>` ("" = `<source>_<split>`).
+
+    Attributes:
+        name (str): the part of the dataset name after the source's.
+        options (dict): keyword arguments of the source's `parse`.
+        classes (tuple[str] or None): the classes, when they differ from the source's.
+        folder (str or None): the folder under the datasets root, when it differs.
+    """
+
+    name: str = ""
+    options: dict = field(default_factory=dict)
+    classes: tuple = None
+    folder: str = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """
+    One row of the source table (`cxr_d2.data.datasets.builtin.SOURCES`).
+
+    Attributes:
+        name (str): the first part of its dataset names and its folder under the root.
+        parse (callable): `parse(root, classes, log, **options) -> list[dict]`.
+        classes (tuple[str]): the class names, fixed before any file is read.
+        official_split (bool): the source publishes a split (`_official` names exist).
+        generated (bool): its files are written on first use (the phantom): the folder need
+            not exist beforehand.
+        variants (tuple[Variant]): the ways it is read; the first is the default.
+        evaluator_type (str): the evaluator of its datasets.
+    """
+
+    name: str
+    parse: object
+    classes: tuple
+    official_split: bool = False
+    generated: bool = False
+    variants: tuple = (Variant(),)
+    evaluator_type: str = "coco"
 
 
 def category_index(log, where, name, classes, aliases=None):
@@ -69,23 +119,53 @@ def box_annotation(log, where, box, category_id, width, height, **extra):
     }
 
 
-def load_source_split(source, parse, root, split, agnostic, classes, split_mode, split_seed, name):
-    """
-    Parse a source and return one split (the function `DatasetCatalog` calls).
+_PARSED = []  # every _ParsedSource, for forget_loaded()
 
-    Every image gets an integer `image_id`: its index in the parsed source, the same in
-    every split. The split manifest of all three splits is written on every load.
+
+class _ParsedSource:
     """
-    require_dir(root, source)
-    log = ProblemLog(name)
-    records = parse(root, list(classes), log)
-    for i, r in enumerate(records):
-        r["image_id"] = i
-    splits = {s: select_split(records, s, split_mode, split_seed, source) for s in SPLITS}
-    write_split_manifest(
-        split_manifest_path(root, split_mode, split_seed), source, split_mode, split_seed, splits
-    )
-    out = splits[split]
+    One source read one way, parsed at most once per process: the three splits, the
+    `_agnostic_` datasets and every later `DatasetCatalog.get` share the parse (each gets
+    its own deep copy of the records).
+    """
+
+    def __init__(self, source, variant, root):
+        self.source, self.variant, self.root = source, variant, root
+        self.classes = tuple(variant.classes or source.classes)
+        self._parsed = None  # (records, ProblemLog)
+        _PARSED.append(self)
+
+    def records(self, name):
+        """All records (with `image_id`, their index) and the ProblemLog of dataset `name`."""
+        if self._parsed is None:
+            if not self.source.generated:
+                require_dir(self.root, self.source.name)
+            log = ProblemLog(name)
+            parse = self.source.parse
+            records = parse(self.root, list(self.classes), log, **self.variant.options)
+            for i, r in enumerate(records):
+                r["image_id"] = i
+            self._parsed = (records, log)
+            return copy.deepcopy(records), log
+        records, first = self._parsed
+        log = ProblemLog(name)
+        log.replay(first)
+        return copy.deepcopy(records), log
+
+    def forget(self):
+        self._parsed = None
+
+
+def forget_loaded():
+    """Drop every parsed source: the next `DatasetCatalog.get` reads the files again."""
+    for parsed in _PARSED:
+        parsed.forget()
+
+
+def _load_split(parsed, split, mode, seed, agnostic, name):
+    """The records of one dataset (the function `DatasetCatalog` calls)."""
+    records, log = parsed.records(name)
+    out = select_split(records, split, mode, seed, parsed.source.name)
     if agnostic:
         for r in out:
             r["annotations"] = [dict(a, category_id=0) for a in r["annotations"]]
@@ -93,39 +173,71 @@ def load_source_split(source, parse, root, split, agnostic, classes, split_mode,
     return out
 
 
-def register_source(source, parse, root, classes, evaluator_type="coco", prefix="", **metadata):
-    """
-    Register `<prefix><source>_{train,val,test}` and `<prefix><source>_agnostic_{...}`
-    lazily; metadata (classes, evaluator, image root, split options and manifest path)
-    eagerly. Register under another `prefix` to use other split options in one process.
+def _schemes(source):
+    return {
+        k: v for k, v in SPLIT_SCHEMES.items() if source.official_split or v[0] != "official"
+    }
 
-    The split options come from $CXR_SPLIT and $CXR_SPLIT_SEED at registration time.
-    """
-    options = split_options()
-    manifest = split_manifest_path(root, options["split_mode"], options["split_seed"])
+
+def dataset_names(source, prefix=""):
+    """Every dataset name `register_source(source, ...)` registers, in registration order."""
+    return [
+        name
+        for variant in source.variants
+        for scheme in _schemes(source)
+        for name, *_ in _names(source, variant, scheme, prefix)
+    ]
+
+
+def _names(source, variant, scheme, prefix):
+    base = "_".join(p for p in (prefix + source.name, variant.name, scheme) if p)
     for split in SPLITS:
-        for agnostic in (False, True):
-            name = f"{prefix}{source}_agnostic_{split}" if agnostic else f"{prefix}{source}_{split}"
-            loader = functools.partial(
-                load_source_split,
-                source,
-                parse,
-                root,
-                split,
-                agnostic,
-                tuple(classes),
-                options["split_mode"],
-                options["split_seed"],
-                name,
-            )
-            DatasetCatalog.register(name, loader)
-            MetadataCatalog.get(name).set(
-                thing_classes=[AGNOSTIC_CLASS] if agnostic else list(classes),
-                evaluator_type=evaluator_type,
-                image_root=root,
-                split=split,
-                source=source,
-                split_manifest=manifest,
-                **options,
-                **metadata,
-            )
+        yield f"{base}_{split}", split, False, f"{base}_{split}"
+        yield f"{base}_agnostic_{split}", split, True, f"{base}_{split}"
+
+
+def register_source(source, root, prefix="", replace=False):
+    """
+    Register every dataset of a source table row lazily, with its metadata eagerly:
+    `<prefix><source>[_<variant>][_<scheme>][_agnostic]_{train,val,test}`.
+
+    Args:
+        source (Source): the table row.
+        root (str): the datasets root (`$CXR_DATASETS`); the source's folder is under it.
+        prefix (str): prepended to every name (e.g. to register a second copy in tests).
+        replace (bool): first remove the names if they are registered.
+
+    Returns:
+        list[str]: the names registered.
+
+    Metadata of each name: `thing_classes`, `evaluator_type`, `image_root`, `source`,
+    `variant`, `split`, `split_mode`, `split_seed`, `agnostic` (bool) and, for an agnostic
+    dataset, `specific_dataset` (the same images with their classes).
+    """
+    registered, existing = [], set(DatasetCatalog.list()) if replace else set()
+    for variant in source.variants:
+        folder = os.path.join(root, variant.folder or source.name)
+        parsed = _ParsedSource(source, variant, folder)
+        for scheme, (mode, seed) in _schemes(source).items():
+            for name, split, agnostic, specific in _names(source, variant, scheme, prefix):
+                if name in existing:
+                    DatasetCatalog.remove(name)
+                    MetadataCatalog.remove(name)
+                loader = functools.partial(_load_split, parsed, split, mode, seed, agnostic, name)
+                DatasetCatalog.register(name, loader)
+                meta = MetadataCatalog.get(name)
+                meta.set(
+                    thing_classes=[AGNOSTIC_CLASS] if agnostic else list(parsed.classes),
+                    evaluator_type=source.evaluator_type,
+                    image_root=folder,
+                    source=source.name,
+                    variant=variant.name,
+                    split=split,
+                    split_mode=mode,
+                    split_seed=seed,
+                    agnostic=agnostic,
+                )
+                if agnostic:
+                    meta.specific_dataset = specific
+                registered.append(name)
+    return registered

@@ -1,89 +1,70 @@
 """
-The built-in phantom dataset: `cxr_phantom_{train,val,test}` and `cxr_phantom_agnostic_*`.
+The built-in phantom source: `cxr_phantom_{train,val,test}` (600 films of 512 px) and
+`cxr_phantom_tiny_{train,val,test}` (40 films of 128 px, for tests and quick trials).
 
 Images are drawn by :mod:`cxr_d2.data.phantom` on first use into `$CXR_DATASETS/cxr_phantom`
-and read back from there afterwards.
+(`$CXR_DATASETS/cxr_phantom_tiny`) and read back from there afterwards. The patient id of
+each film is its own, so the default split is the seeded 80/10/10 over the films.
 """
-import functools
 import json
 import os
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import BoxMode
-
-from ..paths import DATASETS_ROOT, require_dir
+from ..paths import require_dir
 from ..phantom import PHANTOM_CLASSES, generate_phantom_dataset
-from ..splits import SPLITS, split_by_group
+from .common import Variant, box_annotation, category_index
 
-__all__ = ["AGNOSTIC_CLASS", "load_phantom", "register_phantom"]
+__all__ = ["PHANTOM_CLASSES", "PHANTOM_VARIANTS", "parse_phantom"]
 
-AGNOSTIC_CLASS = "lesion"
+# Each size its own folder, so that using one never redraws another's cache.
+PHANTOM_VARIANTS = (
+    Variant("", {"num_images": 600, "size": 512}),
+    Variant("tiny", {"num_images": 40, "size": 128}, folder="cxr_phantom_tiny"),
+)
 
 
-def load_phantom(root, split, num_images=600, size=512, seed=0, split_seed=0, agnostic=False):
+def parse_phantom(root, classes, log, num_images=600, size=512, seed=0):
     """
-    Generate the phantom set if needed and return one split as Detectron2 dicts.
+    Generate the phantom set into `root` if needed and return every film as a record.
 
     Args:
         root (str): folder of the generated images and `annotations.json`.
-        split (str): "train", "val" or "test" (80/10/10 by patient, seeded by `split_seed`).
+        classes (list[str]): must be :data:`PHANTOM_CLASSES`.
+        log (ProblemLog): where problems go.
         num_images, size, seed: what to generate (see `generate_phantom_dataset`).
-        agnostic (bool): map every category to 0 (`lesion`).
 
     Returns:
-        list[dict]: records with `file_name`, `height`, `width`, `image_id`, `patient_id` and
-        `annotations` (`bbox` in XYWH_ABS, `category_id` contiguous from 0, `segmentation`
-        as COCO RLE).
+        list[dict]: records with `file_name`, `height`, `width`, `patient_id` and
+        `annotations` (`bbox` in XYXY_ABS, `category_id` into `classes`, `segmentation` as
+        COCO RLE), in the order of the generated files.
     """
     if os.getenv("CXR_DATASETS"):
-        require_dir(os.path.dirname(os.path.abspath(root)), "cxr_phantom")
+        require_dir(os.path.dirname(os.path.abspath(root)), os.path.basename(root))
     json_file = generate_phantom_dataset(root, num_images=num_images, size=size, seed=seed)
     with open(json_file) as f:
         coco = json.load(f)
-    assignment = split_by_group([im["patient_id"] for im in coco["images"]], seed=split_seed)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
     per_image = {}
     for ann in coco["annotations"]:
-        per_image.setdefault(ann["image_id"], []).append(
-            {
-                "bbox": ann["bbox"],
-                "bbox_mode": BoxMode.XYWH_ABS,
-                "category_id": 0 if agnostic else ann["category_id"] - 1,
-                "segmentation": ann["segmentation"],
-                "iscrowd": 0,
-            }
+        x, y, w, h = ann["bbox"]
+        where = f"{json_file} annotation {ann['id']}"
+        box = box_annotation(
+            log,
+            where,
+            [x, y, x + w, y + h],
+            category_index(log, where, names.get(ann["category_id"]), classes),
+            size,
+            size,
+            segmentation=ann["segmentation"],
         )
+        if box:
+            per_image.setdefault(ann["image_id"], []).append(box)
     return [
         {
             "file_name": os.path.join(root, im["file_name"]),
             "height": im["height"],
             "width": im["width"],
-            "image_id": im["id"],
             "patient_id": im["patient_id"],
             "annotations": per_image.get(im["id"], []),
         }
         for im in coco["images"]
-        if assignment[im["patient_id"]] == split
     ]
-
-
-def register_phantom(prefix="cxr_phantom", root=None, **kwargs):
-    """
-    Register `<prefix>_{split}` and `<prefix>_agnostic_{split}` lazily, metadata eagerly.
-
-    Args:
-        prefix (str): dataset name prefix.
-        root (str): generation folder; default `$CXR_DATASETS/cxr_phantom`.
-        kwargs: `num_images`, `size`, `seed`, `split_seed` for `load_phantom`.
-    """
-    root = root or os.path.join(DATASETS_ROOT, "cxr_phantom")
-    for split in SPLITS:
-        for agnostic in (False, True):
-            name = f"{prefix}_agnostic_{split}" if agnostic else f"{prefix}_{split}"
-            loader = functools.partial(load_phantom, root, split, agnostic=agnostic, **kwargs)
-            DatasetCatalog.register(name, loader)
-            MetadataCatalog.get(name).set(
-                thing_classes=[AGNOSTIC_CLASS] if agnostic else list(PHANTOM_CLASSES),
-                evaluator_type="coco",
-                image_root=root,
-                split=split,
-            )

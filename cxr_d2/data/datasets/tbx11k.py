@@ -11,7 +11,7 @@ Layout under `$CXR_DATASETS/tbx11k/`::
 The COCO json files are read when present, else the VOC xml files of the images the lists
 name. Images of a list that its json does not name (healthy and sick-but-non-TB films) are
 kept as normal films. File names with or without their folder (`tb/tb0003.png` or
-`tb0003.png`) are both found. The test images' labels are not public: `CXR_SPLIT=official`
+`tb0003.png`) are both found. The test images' labels are not public: `tbx11k_official_*`
 uses TBX11K_train (cut 8:1 into train and val) and TBX11K_val as test.
 """
 

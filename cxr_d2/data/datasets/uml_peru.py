@@ -12,13 +12,12 @@ Only masks are annotated: each box is the tight box around its mask (XYXY_ABS, x
 column + 1). An instance whose mask has several disconnected regions stays one instance. An
 empty mask is reported (file and annotation) and skipped.
 
-Classes: the paper's four (Airspace Consolidation, Cavitation, Lymphadenopathy, Pleural
-Effusion) first, then any other pathology the annotations name, in sorted order, so the
-other pathologies are kept as annotated. They are read once at registration from the
-annotation file's categories (or the mask file names).
+Classes: the paper's four, Airspace Consolidation, Cavitation, Lymphadenopathy, Pleural
+Effusion, fixed before any file is read. An instance of another pathology is reported as an
+unknown class and skipped; to keep more, register the source with your class list (a
+:class:`~cxr_d2.data.datasets.common.Variant` with `classes`, see datasets/README.md).
 """
 
-import json
 import os
 import re
 
@@ -30,27 +29,10 @@ from ..masks import box_of_mask, mask_to_rle, read_mask_png, segmentation_to_mas
 from .coco_json import iter_coco_annotations, read_coco_images
 from .common import category_index
 
-__all__ = ["UML_PAPER_CLASSES", "uml_classes", "parse_uml_peru"]
+__all__ = ["UML_PAPER_CLASSES", "parse_uml_peru"]
 
 UML_PAPER_CLASSES = ["Airspace Consolidation", "Cavitation", "Lymphadenopathy", "Pleural Effusion"]
 _MASK_NAME = re.compile(r"^(?P<cls>.+)_(?P<k>\d+)\.png$", re.IGNORECASE)
-
-
-def uml_classes(root):
-    """The paper's four classes, then the others the annotations name (sorted)."""
-    names = set()
-    json_path = os.path.join(root, "annotations.json")
-    masks = os.path.join(root, "masks")
-    try:
-        if os.path.isfile(json_path):
-            with open(json_path) as f:
-                names = {c["name"] for c in json.load(f).get("categories", [])}
-        elif os.path.isdir(masks):
-            for _, _, files in os.walk(masks):
-                names |= {m.group("cls") for m in map(_MASK_NAME.match, files) if m}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # the loader reports the unreadable file when the dataset is used
-    return UML_PAPER_CLASSES + sorted(names - set(UML_PAPER_CLASSES))
 
 
 def _mask_annotation(log, where, mask, segmentation, category):

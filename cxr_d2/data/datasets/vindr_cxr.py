@@ -1,5 +1,5 @@
 """
-VinDr-CXR: `vindr_cxr_{train,val,test}` (DICOM).
+VinDr-CXR: `vindr_cxr_{train,val,test}` and its variants (DICOM).
 
 Layouts under `$CXR_DATASETS/vindr_cxr/` (either):
 
@@ -11,14 +11,17 @@ Layouts under `$CXR_DATASETS/vindr_cxr/` (either):
                           train/<image_id>.dicom, test/<image_id>.dicom   (22 local labels)
 
 Every abnormal training image was read by three radiologists (`rad_id`). Which boxes an image
-gets is chosen by $CXR_VINDR_BOXES, read at registration:
+gets is chosen by the dataset name (`box_mode` of the parse):
 
-* `all` (default): every reader's box, each annotation carrying its `rad_id`;
-* `wbf`: weighted box fusion of the readers' boxes per class (boxes of one class whose IoU
-  with a cluster's fused box exceeds 0.5 join it; the fused box is the mean of its members),
-  each fused annotation carrying `num_readers`;
-* `reader:R8,R9`: only those readers' boxes, on the images they read (the images they did
-  not read are left out, and counted in the log).
+* `vindr_cxr_*` (`all`): every reader's box, each annotation carrying its `rad_id`;
+* `vindr_cxr_wbf_*` (`wbf`): weighted box fusion of the readers' boxes per class (boxes of
+  one class whose IoU with a cluster's fused box exceeds 0.5 join it; the fused box is the
+  mean of its members), each fused annotation carrying `num_readers`;
+* `vindr_cxr_r8_*`, `_r9_`, `_r10_` (`reader:R8`, ...): only that reader's boxes, on the
+  images they read (the images they did not read are left out, and counted in the log).
+
+Classes: the 14 of the Kaggle competition (present in both layouts); `vindr_cxr_physionet_*`
+(and `vindr_cxr_physionet_wbf_*`) have PhysioNet's 22 local labels.
 
 "No finding" rows (empty coordinates) make a normal film, kept in every split.
 """
@@ -32,13 +35,12 @@ import numpy as np
 from ...errors import ConfigError, DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
-from .common import box_annotation, category_index
+from .common import Variant, box_annotation, category_index
 
 __all__ = [
     "VINDR_KAGGLE_CLASSES",
     "VINDR_PHYSIONET_CLASSES",
-    "vindr_classes",
-    "vindr_box_mode",
+    "VINDR_VARIANTS",
     "weighted_box_fusion",
     "parse_vindr_cxr",
 ]
@@ -86,22 +88,18 @@ VINDR_PHYSIONET_CLASSES = [
     "Rib fracture",
 ]
 NO_FINDING = "No finding"
-BOXES_ENV = "CXR_VINDR_BOXES"
 WBF_IOU = 0.5
+VINDR_VARIANTS = (
+    Variant("", {"box_mode": "all"}),
+    Variant("wbf", {"box_mode": "wbf"}),
+    *(Variant(f"r{k}", {"box_mode": f"reader:R{k}"}) for k in (8, 9, 10)),
+    Variant("physionet", {"box_mode": "all"}, tuple(VINDR_PHYSIONET_CLASSES)),
+    Variant("physionet_wbf", {"box_mode": "wbf"}, tuple(VINDR_PHYSIONET_CLASSES)),
+)
 
 
 def _physionet(root):
     return os.path.isfile(os.path.join(root, "annotations", "annotations_train.csv"))
-
-
-def vindr_classes(root):
-    """The 22 PhysioNet local labels when that layout is present, else Kaggle's 14."""
-    return VINDR_PHYSIONET_CLASSES if _physionet(root) else VINDR_KAGGLE_CLASSES
-
-
-def vindr_box_mode():
-    """$CXR_VINDR_BOXES as read at registration (validated when the dataset is loaded)."""
-    return os.getenv(BOXES_ENV, "all").strip() or "all"
 
 
 def _iou(a, b):
@@ -157,7 +155,7 @@ def _parse_mode(mode):
         return mode, None
     if mode.startswith("reader:") and mode[len("reader:") :].strip():
         return "reader", {r.strip() for r in mode[len("reader:") :].split(",") if r.strip()}
-    raise ConfigError(f"${BOXES_ENV}={mode!r}: must be 'all', 'wbf' or 'reader:<rad_id>[,...]'")
+    raise ConfigError(f"box_mode {mode!r}: must be 'all', 'wbf' or 'reader:<rad_id>[,...]'")
 
 
 def _read_rows(path, folder, classes, log, official):
@@ -196,9 +194,13 @@ def _read_rows(path, folder, classes, log, official):
     return images
 
 
-def parse_vindr_cxr(root, classes, log, box_mode=None):
-    """Every labelled image as a record; `box_mode` as $CXR_VINDR_BOXES (see module doc)."""
-    mode, readers = _parse_mode(box_mode or vindr_box_mode())
+def parse_vindr_cxr(root, classes, log, box_mode="all"):
+    """
+    Every labelled image as a record; `box_mode` is "all", "wbf" or "reader:R8[,R9...]"
+    (see the module doc). Class names of the file that are not in `classes` are reported
+    and skipped.
+    """
+    mode, readers = _parse_mode(box_mode)
     if _physionet(root):
         parts = [
             (os.path.join(root, "annotations", f"annotations_{p}.csv"), os.path.join(root, p), o)

@@ -6,7 +6,7 @@ from PIL import Image
 from pydicom.uid import RLELossless
 
 from cxr_d2.data.dicom import image_size, read_dicom, read_image, window_to_unit
-from cxr_d2.data.phantom_layouts import write_dicom
+from cxr_d2.data.phantom.dicom_writer import write_dicom
 from cxr_d2.errors import DatasetError
 
 

@@ -18,8 +18,9 @@ from cxr_d2.data.checks import check_dataset, collect_problems
 from cxr_d2.data.datasets import register_all_cxr
 from cxr_d2.data.mapper import CXRDatasetMapper
 from cxr_d2.data.masks import mask_to_rle
-from cxr_d2.data.phantom_layouts import random_plan, write_layout
+from cxr_d2.data.phantom.layouts import random_plan, write_layout
 from cxr_d2.errors import DatasetError
+from tests.helpers import REPO_ROOT
 
 SIZE = 128
 SPLITS = ("train", "val", "test")
@@ -145,7 +146,7 @@ def test_loader_counts_what_it_skips(broken, caplog):
 
 def test_check_dataset_tool_exit_status(broken):
     root, _, faults = broken
-    tool = os.path.join(os.path.dirname(__file__), "..", "tools", "check_dataset.py")
+    tool = os.path.join(REPO_ROOT, "tools", "check_dataset.py")
     env = dict(os.environ, CXR_DATASETS=str(root))
     r = subprocess.run(
         [sys.executable, tool, "tbx11k_train", "tbx11k_val", "tbx11k_test"],

@@ -14,16 +14,16 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from cxr_d2.data.datasets import SOURCES, register_all_cxr
-from cxr_d2.data.phantom_layouts import (
+from cxr_d2.data.phantom.layouts import (
     LAYOUTS,
     plan_from_annotations,
     random_plan,
     write_layout,
 )
+from cxr_d2.errors import DatasetError
+from tests.helpers import REPO_ROOT, SHARED
 
-NIH_CSV = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "data", "nih", "BBox_List_2017.csv"
-)
+NIH_CSV = os.path.join(SHARED, "data", "nih", "BBox_List_2017.csv")
 SIZE, N = 128, 24
 SPLITS = ("train", "val", "test")
 
@@ -102,7 +102,9 @@ def _expected_counts(root, source):
     raise KeyError(source)
 
 
-@pytest.mark.parametrize("source", [s for s in SOURCES if s != "nih_cxr14"])
+@pytest.mark.parametrize(
+    "source", [s for s, row in SOURCES.items() if not row.generated and s != "nih_cxr14"]
+)
 def test_counts_match_the_annotation_files(phantoms, source):
     records = _all(f"t_{source}")
     images, annotations, normals = _expected_counts(phantoms, source)
@@ -148,38 +150,30 @@ def test_nih_from_the_real_csv(phantoms):
     )
 
 
-def test_no_nih_patient_in_two_splits(phantoms, monkeypatch):
-    def patients(prefix):
-        return {
-            s: {r["patient_id"] for r in DatasetCatalog.get(f"{prefix}nih_cxr14_{s}")}
-            for s in SPLITS
-        }
+def test_no_nih_patient_in_two_splits(phantoms):
+    def patients(name):
+        return {s: {r["patient_id"] for r in DatasetCatalog.get(f"{name}_{s}")} for s in SPLITS}
 
-    p = patients("t_")
+    p = patients("t_nih_cxr14")
     assert not (p["train"] & p["val"] or p["train"] & p["test"] or p["val"] & p["test"])
     assert sum(map(len, p.values())) == 726
-    monkeypatch.setenv("CXR_SPLIT_SEED", "5")
-    register_all_cxr(phantoms, prefix="seed5_")
-    assert MetadataCatalog.get("seed5_nih_cxr14_train").split_seed == "5"
-    q = patients("seed5_")
+    assert MetadataCatalog.get("t_nih_cxr14_seed4_train").split_seed == 4
+    q = patients("t_nih_cxr14_seed4")
     assert not (q["train"] & q["val"] or q["train"] & q["test"] or q["val"] & q["test"])
-    assert q["test"] != p["test"]
-    manifest = json.load(open(MetadataCatalog.get("seed5_nih_cxr14_train").split_manifest))
-    assert manifest["split_seed"] == 5 and len(manifest["splits"]["test"]) == len(
-        DatasetCatalog.get("seed5_nih_cxr14_test")
-    )
+    assert q["test"] != p["test"] and sum(map(len, q.values())) == 726
 
 
-def test_official_split(phantoms, monkeypatch):
-    monkeypatch.setenv("CXR_SPLIT", "official")
-    register_all_cxr(phantoms, prefix="off_")
-    test = DatasetCatalog.get("off_chestx_det10_test")
+def test_official_split(phantoms):
+    test = DatasetCatalog.get("t_chestx_det10_official_test")
     listed = {
         e["file_name"] for e in json.load(open(os.path.join(phantoms, "chestx_det10", "test.json")))
     }
     assert {os.path.basename(r["file_name"]) for r in test} == listed
     assert all("/test_data/" in r["file_name"] for r in test)
-    assert all("/train_data/" in r["file_name"] for r in DatasetCatalog.get("off_chestx_det10_val"))
+    val = DatasetCatalog.get("t_chestx_det10_official_val")
+    assert val and all("/train_data/" in r["file_name"] for r in val)
+    with pytest.raises(DatasetError, match="no official split.*without '_official'"):
+        DatasetCatalog.get("t_vindr_cxr_official_train")  # the Kaggle layout has none
 
 
 ANNOTATION_FILES = {
@@ -207,27 +201,27 @@ def test_make_phantom_from_annotation_files(phantoms, layout, tmp_path):
         expected = sum(len(i.findings) for i in first)
     assert sum(len(i.findings) for i in plan) == expected
     write_layout(layout, str(tmp_path), plan, SIZE)
-    register_all_cxr(str(tmp_path), prefix=f"re_{layout}_")
+    register_all_cxr(str(tmp_path), prefix=f"re_{layout}_", sources=[layout])
     records = _all(f"re_{layout}_{layout}")
     assert sum(len(r["annotations"]) for r in records) == expected
 
 
-def test_vindr_readers_and_fusion(phantoms, monkeypatch):
+def test_vindr_readers_and_fusion(phantoms):
     rows = _csv_rows(os.path.join(phantoms, "vindr_cxr", "train.csv"))
     boxes = [r for r in rows if r["class_name"] != "No finding"]
     every = _all("t_vindr_cxr")
     assert {a["rad_id"] for r in every for a in r["annotations"]} == {"R8", "R9", "R10"}
-    monkeypatch.setenv("CXR_VINDR_BOXES", "wbf")
-    register_all_cxr(phantoms, prefix="wbf_")
-    fused = _all("wbf_vindr_cxr")
+    fused = _all("t_vindr_cxr_wbf")
     # the three readers' boxes of each lesion (jittered by <= 1% of the side) fuse into one
     assert sum(len(r["annotations"]) for r in fused) == len(boxes) // 3
     assert all(a["num_readers"] == 3 for r in fused for a in r["annotations"])
-    monkeypatch.setenv("CXR_VINDR_BOXES", "reader:R9")
-    register_all_cxr(phantoms, prefix="r9_")
-    assert sum(len(r["annotations"]) for r in _all("r9_vindr_cxr")) == sum(
+    assert sum(len(r["annotations"]) for r in _all("t_vindr_cxr_r9")) == sum(
         r["rad_id"] == "R9" for r in boxes
     )
+    # PhysioNet's 22 labels: the same boxes (every Kaggle class is one of them)
+    physionet = _all("t_vindr_cxr_physionet")
+    assert len(MetadataCatalog.get("t_vindr_cxr_physionet_train").thing_classes) == 22
+    assert sum(len(r["annotations"]) for r in physionet) == len(boxes)
 
 
 def test_siim_rows_are_separate_instances(phantoms):
@@ -253,7 +247,7 @@ def test_uml_mask_pngs_with_disconnected_regions(tmp_path):
     two[10:20, 10:20] = 255
     two[60:70, 90:100] = 255
     cv2.imwrite(str(tmp_path / "uml_peru" / "masks" / stem / "Cavitation_9.png"), two)
-    register_all_cxr(str(tmp_path), prefix="png_")
+    register_all_cxr(str(tmp_path), prefix="png_", sources=["uml_peru"])
     records = _all("png_uml_peru")
     assert sum(len(r["annotations"]) for r in records) == sum(len(i.findings) for i in plan) + 1
     record = next(r for r in records if os.path.basename(r["file_name"]).startswith(stem))
@@ -272,9 +266,7 @@ def test_a_few_training_iterations_on_dicom_masks(phantoms, tmp_path):
     cfg = get_cfg()
     add_cxr_config(cfg)
     cfg.merge_from_file(
-        os.path.join(
-            os.path.dirname(__file__), "..", "configs", "Phantom", "mask_rcnn_R_18_FPN_cpu.yaml"
-        )
+        os.path.join(REPO_ROOT, "configs", "Phantom", "mask_rcnn_R_18_FPN_cpu.yaml")
     )
     cfg.merge_from_list(
         [
@@ -329,7 +321,7 @@ def test_draw_normal_phantom_is_the_film_without_its_lesions():
         assert np.array_equal(image[~lesions], normal[~lesions])
 
 
-def test_nih_official_folders_and_split(tmp_path, monkeypatch):
+def test_nih_official_folders_and_split(tmp_path):
     plan = random_plan("nih_cxr14", 12, SIZE, seed=4)
     root = write_layout("nih_cxr14", str(tmp_path), plan, SIZE)
     names = sorted(os.listdir(os.path.join(root, "images")))
@@ -342,12 +334,11 @@ def test_nih_official_folders_and_split(tmp_path, monkeypatch):
         f.write("\n".join(test_names) + "\n")
     with open(os.path.join(root, "train_val_list.txt"), "w") as f:
         f.write("\n".join(n for n in names if n not in test_names) + "\n")
-    monkeypatch.setenv("CXR_SPLIT", "official")
-    register_all_cxr(str(tmp_path), prefix="nihoff_")
-    test = DatasetCatalog.get("nihoff_nih_cxr14_test")
+    register_all_cxr(str(tmp_path), prefix="nihoff_", sources=["nih_cxr14"])
+    test = DatasetCatalog.get("nihoff_nih_cxr14_official_test")
     assert sorted(os.path.basename(r["file_name"]) for r in test) == test_names
-    assert len(_all("nihoff_nih_cxr14")) == 12
-    assert sum(len(r["annotations"]) for r in _all("nihoff_nih_cxr14")) == sum(
+    assert len(_all("nihoff_nih_cxr14_official")) == 12
+    assert sum(len(r["annotations"]) for r in _all("nihoff_nih_cxr14_official")) == sum(
         len(i.findings) for i in plan
     )
 
@@ -357,7 +348,7 @@ def test_tbx11k_voc_xml_without_the_json(phantoms, tmp_path):
 
     shutil.copytree(os.path.join(phantoms, "tbx11k"), tmp_path / "tbx11k")
     shutil.rmtree(tmp_path / "tbx11k" / "annotations" / "json")
-    register_all_cxr(str(tmp_path), prefix="xml_")
+    register_all_cxr(str(tmp_path), prefix="xml_", sources=["tbx11k"])
     from_json, from_xml = _all("t_tbx11k"), _all("xml_tbx11k")
 
     def boxes(records):  # (imgs/<folder>/<name>, box, class) of every annotation and image
@@ -373,8 +364,6 @@ def test_tbx11k_voc_xml_without_the_json(phantoms, tmp_path):
 
 
 def test_missing_source_folder_is_an_error_only_when_used(tmp_path):
-    from cxr_d2.errors import DatasetError
-
     register_all_cxr(str(tmp_path / "nowhere"), prefix="missing_")  # registering reads nothing
     with pytest.raises(
         DatasetError, match=r"nowhere/rsna_pneumonia does not exist.*\$CXR_DATASETS"
