@@ -16,10 +16,9 @@ copied verbatim at the native size).
 import argparse
 import sys
 
-
-from cxr_d2.data.phantom_layouts import (
+from cxr_d2.data.phantom.layouts import (
     LAYOUTS,
-    NATIVE_SIZE,
+    phantom_layout,
     plan_from_annotations,
     random_plan,
     write_layout,
@@ -50,7 +49,7 @@ def main(argv=None):
         help="uml_peru: annotations.json (polygons and RLE) or per-instance PNGs",
     )
     args = parser.parse_args(argv)
-    size = args.size or NATIVE_SIZE[args.layout]
+    size = args.size or phantom_layout(args.layout).native_size
     try:
         if args.annotations:
             items = plan_from_annotations(

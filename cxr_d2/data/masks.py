@@ -1,6 +1,9 @@
 """
 Instance masks: run-length masks (SIIM-ACR), polygons and COCO RLE, mask PNGs, and the box of
 a mask (the tight XYXY_ABS box holding every foreground pixel, x2 = last column + 1).
+
+Used by the source loaders and by the phantom generator (:mod:`cxr_d2.data.phantom`); this
+module imports nothing of either.
 """
 
 import numpy as np
@@ -8,7 +11,6 @@ import pycocotools.mask as mask_util
 from PIL import Image
 
 from ..errors import DatasetError
-from .phantom import mask_to_box
 
 __all__ = [
     "decode_relative_rle",
@@ -17,7 +19,6 @@ __all__ = [
     "segmentation_to_mask",
     "read_mask_png",
     "mask_to_box",
-    "box_of_mask",
 ]
 
 
@@ -104,9 +105,27 @@ def read_mask_png(path):
         raise DatasetError(f"{path}: not a readable mask image ({type(e).__name__}: {e})") from None
 
 
-def box_of_mask(mask, where):
-    """XYXY_ABS box of a mask; DatasetError naming `where` when the mask is empty."""
-    try:
-        return mask_to_box(mask, source=where)
-    except ValueError as e:
-        raise DatasetError(str(e)) from None
+def mask_to_box(mask, where="mask"):
+    """
+    The tight box around the foreground of a mask.
+
+    Args:
+        mask (ndarray): (H, W) boolean or integer array; nonzero pixels are foreground, in
+            one region or several (the box holds them all).
+        where (str): names the mask in the error message (e.g. its file and row).
+
+    Returns:
+        list[float]: [x1, y1, x2, y2] in XYXY_ABS pixels, x1 the first foreground column and
+        x2 the last foreground column + 1 (rows likewise).
+
+    Raises:
+        DatasetError: the mask is not 2-D or has no foreground pixel.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise DatasetError(f"{where}: mask must be 2-D [H, W], got shape {mask.shape}")
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise DatasetError(f"{where}: mask is empty (no foreground pixel), cannot derive a box")
+    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]

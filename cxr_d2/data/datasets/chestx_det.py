@@ -14,9 +14,15 @@ the published box is kept as the box. A finding whose polygon is unusable is rep
 skipped (a mask model cannot train on a box without a mask).
 """
 
-from .chestx_det10 import parse_det_json_list
+from ..phantom.plan import PhantomLayout
+from .chestx_det10 import (
+    det_phantom_image,
+    parse_det_json_list,
+    read_det_phantom_plan,
+    write_det_phantom,
+)
 
-__all__ = ["CHESTX_DET_CLASSES", "parse_chestx_det"]
+__all__ = ["CHESTX_DET_CLASSES", "PHANTOM_LAYOUT", "parse_chestx_det"]
 
 CHESTX_DET_CLASSES = [
     "Atelectasis",
@@ -38,3 +44,13 @@ PARTS = (("ChestX_Det_train.json", "train", "trainval"), ("ChestX_Det_test.json"
 
 def parse_chestx_det(root, classes, log):
     return parse_det_json_list(root, classes, log, PARTS, with_polygons=True)
+
+
+def _write_phantom(root, items, size, seed, **_):
+    write_det_phantom(root, items, size, seed, PARTS, polygons=True)
+
+
+# Phantom layout (tools/make_phantom.py): as ChestX-Det10's, with polygons.
+PHANTOM_LAYOUT = PhantomLayout(
+    1024, CHESTX_DET_CLASSES, det_phantom_image, _write_phantom, read_det_phantom_plan
+)

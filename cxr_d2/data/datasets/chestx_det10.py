@@ -16,9 +16,19 @@ import os
 
 from ...errors import DatasetError
 from ..dicom import image_size
+from ..masks import mask_to_box
+from ..phantom.plan import Finding, PhantomLayout, drawn, mask_polygon, write_png
 from .common import box_annotation, category_index
 
-__all__ = ["CHESTX_DET10_CLASSES", "parse_chestx_det10", "parse_det_json_list"]
+__all__ = [
+    "CHESTX_DET10_CLASSES",
+    "PHANTOM_LAYOUT",
+    "parse_chestx_det10",
+    "parse_det_json_list",
+    "det_phantom_image",
+    "read_det_phantom_plan",
+    "write_det_phantom",
+]
 
 CHESTX_DET10_CLASSES = [
     "Atelectasis",
@@ -130,3 +140,56 @@ def parse_det_json_list(root, classes, log, parts, with_polygons=False):
 
 def parse_chestx_det10(root, classes, log):
     return parse_det_json_list(root, classes, log, PARTS)
+
+
+# ------------------------------------------------------------------------------------------
+# Phantom layout (tools/make_phantom.py), shared with ChestX-Det
+# ------------------------------------------------------------------------------------------
+
+
+def det_phantom_image(i, num_images, normal, rng):
+    """`1.png`, `2.png`, ...; the last 20 % in the test part."""
+    return f"{i + 1}.png", "test" if i >= int(0.8 * num_images) else "train"
+
+
+def read_det_phantom_plan(path, plan, log):
+    """A ChestX-Det10 / ChestX-Det JSON list; a file named test*.json gives the test part."""
+    part = "test" if "test" in os.path.basename(path).lower() else "train"
+    with open(path) as f:
+        for entry in json.load(f):
+            it = plan.item(entry["file_name"], part)
+            for sym, box in zip(entry.get("syms", []), entry.get("boxes", [])):
+                it.findings.append(Finding(sym, plan.scaled(box)))
+
+
+def write_det_phantom(root, items, size, seed, parts, polygons=False):
+    """
+    Writes the JSON lists and images of `parts` ((json name, image folder, official split)
+    of the train part, then of the test part); `polygons`: each finding's mask outline as
+    ChestX-Det's `polygons`, and the box around it.
+    """
+    entries = {"train": [], "test": []}
+    folders = {"train": parts[0][1], "test": parts[1][1]}
+    for item, image, masks in drawn(items, size, seed, os.path.basename(root)):
+        write_png(os.path.join(root, folders[item.part], item.name), image)
+        entry = {
+            "file_name": item.name,
+            "syms": [f.cls for f in item.findings],
+            "boxes": [[int(round(v)) for v in f.box] for f in item.findings],
+        }
+        if polygons:
+            entry["polygons"] = [mask_polygon(m) for m in masks]
+            entry["boxes"] = [[int(v) for v in mask_to_box(m)] for m in masks]
+        entries[item.part].append(entry)
+    for (json_name, _, _), part in zip(parts, ("train", "test")):
+        with open(os.path.join(root, json_name), "w") as f:
+            json.dump(entries[part], f)
+
+
+def _write_phantom(root, items, size, seed, **_):
+    write_det_phantom(root, items, size, seed, PARTS)
+
+
+PHANTOM_LAYOUT = PhantomLayout(
+    1024, CHESTX_DET10_CLASSES, det_phantom_image, _write_phantom, read_det_phantom_plan
+)

@@ -15,13 +15,21 @@ The patient id is the part of the file name before `_`.
 
 import csv
 import os
+import shutil
 
 from ...errors import DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
+from ..phantom.plan import Finding, PhantomLayout, drawn, write_png
 from .common import box_annotation, category_index
 
-__all__ = ["NIH_CLASSES", "parse_nih_cxr14", "read_nih_csv", "find_nih_images"]
+__all__ = [
+    "NIH_CLASSES",
+    "PHANTOM_LAYOUT",
+    "parse_nih_cxr14",
+    "read_nih_csv",
+    "find_nih_images",
+]
 
 NIH_CLASSES = [
     "Atelectasis",
@@ -156,3 +164,38 @@ def parse_nih_cxr14(root, classes, log):
         if ann:
             record["annotations"].append(ann)
     return list(records.values())
+
+
+# ------------------------------------------------------------------------------------------
+# Phantom layout (tools/make_phantom.py)
+# ------------------------------------------------------------------------------------------
+
+
+def _phantom_image(i, num_images, normal, rng):
+    """Three images per patient: `00000001_000.png`, `00000001_001.png`, ..."""
+    return f"{i // 3 + 1:08d}_{i % 3:03d}.png", "train"
+
+
+def _read_phantom_plan(path, plan, log):
+    for _, name, label, box in read_nih_csv(path, log):
+        plan.item(name).findings.append(Finding(NIH_ALIASES.get(label, label), plan.scaled(box)))
+
+
+def _write_phantom(root, items, size, seed, annotations_file=None, **_):
+    with open(os.path.join(root, CSV_NAME), "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["Image Index", "Finding Label", "Bbox [x,y,w,h]", "", "", ""])
+        for item in items:
+            for fd in item.findings:
+                x1, y1, x2, y2 = fd.box
+                w.writerow([item.name, fd.cls, repr(x1), repr(y1), repr(x2 - x1), repr(y2 - y1)])
+    for item, image, _ in drawn(items, size, seed, "nih_cxr14"):
+        write_png(os.path.join(root, "images", item.name), image)
+    if annotations_file and size == PHANTOM_LAYOUT.native_size:
+        shutil.copyfile(annotations_file, os.path.join(root, CSV_NAME))
+
+
+# The box list holds abnormal images only: no normal films.
+PHANTOM_LAYOUT = PhantomLayout(
+    1024, NIH_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan, normals=False
+)

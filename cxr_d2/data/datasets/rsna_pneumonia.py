@@ -18,9 +18,11 @@ import os
 from ...errors import DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
+from ..phantom.dicom_writer import write_dicom
+from ..phantom.plan import Finding, PhantomLayout, drawn
 from .common import box_annotation
 
-__all__ = ["RSNA_CLASSES", "parse_rsna_pneumonia"]
+__all__ = ["RSNA_CLASSES", "PHANTOM_LAYOUT", "parse_rsna_pneumonia"]
 
 RSNA_CLASSES = ["Lung Opacity"]
 CSV_NAME = "stage_2_train_labels.csv"
@@ -80,3 +82,40 @@ def parse_rsna_pneumonia(root, classes, log):
             }
         )
     return records
+
+
+# ------------------------------------------------------------------------------------------
+# Phantom layout (tools/make_phantom.py)
+# ------------------------------------------------------------------------------------------
+
+
+def _phantom_image(i, num_images, normal, rng):
+    """A UUID-like patient id, one image per patient."""
+    return f"{i:08x}-{i:04x}-4{i:03x}-8{i % 4096:03x}-{i:012x}", "train"
+
+
+def _read_phantom_plan(path, plan, log):
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            it = plan.item(row["patientId"])
+            if row["Target"].strip() == "1":
+                x, y, w, h = (float(row[c]) for c in ("x", "y", "width", "height"))
+                it.findings.append(Finding(RSNA_CLASSES[0], plan.scaled([x, y, x + w, y + h])))
+
+
+def _write_phantom(root, items, size, seed, **_):
+    with open(os.path.join(root, CSV_NAME), "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["patientId", "x", "y", "width", "height", "Target"])
+        for item, image, _ in drawn(items, size, seed, "rsna_pneumonia"):
+            write_dicom(os.path.join(root, IMAGES, item.name + ".dcm"), image, patient_id=item.name)
+            if not item.findings:
+                w.writerow([item.name, "", "", "", "", 0])
+            for fd in item.findings:
+                x1, y1, x2, y2 = fd.box
+                w.writerow([item.name, x1, y1, x2 - x1, y2 - y1, 1])
+
+
+PHANTOM_LAYOUT = PhantomLayout(
+    1024, RSNA_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan
+)

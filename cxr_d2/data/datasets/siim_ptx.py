@@ -17,13 +17,16 @@ import csv
 import logging
 import os
 
+import cv2
 from detectron2.structures import BoxMode
 
 from ...errors import DatasetError
 from ..dicom import DICOM_EXTENSIONS, image_size
-from ..masks import box_of_mask, decode_relative_rle, mask_to_rle
+from ..masks import decode_relative_rle, encode_relative_rle, mask_to_box, mask_to_rle
+from ..phantom.dicom_writer import write_dicom
+from ..phantom.plan import Finding, PhantomLayout, drawn
 
-__all__ = ["SIIM_CLASSES", "parse_siim_ptx", "find_dicoms"]
+__all__ = ["SIIM_CLASSES", "PHANTOM_LAYOUT", "parse_siim_ptx", "find_dicoms"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +97,7 @@ def parse_siim_ptx(root, classes, log):
             if mask is None:
                 continue  # "-1": no pneumothorax
             try:
-                box = box_of_mask(mask, where)
+                box = mask_to_box(mask, where)
             except DatasetError:
                 log.report(where, "mask is empty (no foreground pixel)", "annotation")
                 continue
@@ -120,3 +123,48 @@ def parse_siim_ptx(root, classes, log):
     if unlabelled:
         logger.info(f"siim_ptx: {unlabelled} DICOM files without a row in {CSV_NAME} left out")
     return records
+
+
+# ------------------------------------------------------------------------------------------
+# Phantom layout (tools/make_phantom.py)
+# ------------------------------------------------------------------------------------------
+
+
+def _phantom_image(i, num_images, normal, rng):
+    return f"1.2.276.0.7230010.3.1.4.8323329.{1000 + i}.1517875{i:06d}", "train"
+
+
+def _read_phantom_plan(path, plan, log):
+    """The masks resized to the phantom's side (nearest neighbour), boxes around them."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for row in reader:
+            it = plan.item(row[0].strip())
+            mask = decode_relative_rle(row[1], plan.native, plan.native)
+            if mask is None:
+                continue
+            small = cv2.resize(mask, (plan.size,) * 2, interpolation=cv2.INTER_NEAREST) > 0
+            if small.any():
+                it.findings.append(Finding(SIIM_CLASSES[0], mask_to_box(small), mask=small))
+
+
+def _write_phantom(root, items, size, seed, **_):
+    """One study and series folder per image, the SOP instance UID as file name."""
+    with open(os.path.join(root, CSV_NAME), "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["ImageId", " EncodedPixels"])
+        for k, (item, image, masks) in enumerate(drawn(items, size, seed, "siim_ptx")):
+            uid = "1.2.276.0.7230010.3.1"
+            folder = os.path.join(root, IMAGES, f"{uid}.2.{k}", f"{uid}.3.{k}")
+            path = os.path.join(folder, item.name + ".dcm")
+            write_dicom(path, image, sop_uid=item.name, patient_id=f"P{k}")
+            if not item.findings:
+                w.writerow([item.name, " -1"])
+            for m in masks:
+                w.writerow([item.name, " " + encode_relative_rle(m)])
+
+
+PHANTOM_LAYOUT = PhantomLayout(
+    1024, SIIM_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan
+)

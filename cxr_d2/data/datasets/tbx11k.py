@@ -15,16 +15,18 @@ kept as normal films. File names with or without their folder (`tb/tb0003.png` o
 uses TBX11K_train (cut 8:1 into train and val) and TBX11K_val as test.
 """
 
+import json
 import os
 import xml.etree.ElementTree as ET
 
 from ...errors import DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
+from ..phantom.plan import Finding, PhantomLayout, drawn, write_png
 from .coco_json import iter_coco_annotations, read_coco_images
 from .common import box_annotation, category_index
 
-__all__ = ["TBX11K_CLASSES", "parse_tbx11k", "tbx11k_image_path"]
+__all__ = ["TBX11K_CLASSES", "PHANTOM_LAYOUT", "parse_tbx11k", "tbx11k_image_path"]
 
 TBX11K_CLASSES = ["ActiveTuberculosis", "ObsoletePulmonaryTuberculosis", "PulmonaryTuberculosis"]
 PARTS = (("TBX11K_train", "trainval"), ("TBX11K_val", "test"))
@@ -150,3 +152,91 @@ def parse_tbx11k(root, classes, log):
             rec.update(patient_id=rec["file_name"], official_split=official)
             records.append(rec)
     return records
+
+
+# ------------------------------------------------------------------------------------------
+# Phantom layout (tools/make_phantom.py)
+# ------------------------------------------------------------------------------------------
+
+
+def _phantom_image(i, num_images, normal, rng):
+    """TB films `tb0000.png` ...; normal films healthy (`h0000.png`) or sick (`s0000.png`)."""
+    part = ("health" if rng.random() < 0.5 else "sick") if normal else "tb"
+    prefix = {folder: prefix for prefix, folder in _FOLDERS}[part]
+    return f"{prefix}{i:04d}.png", part
+
+
+def _read_phantom_plan(path, plan, log):
+    with open(path) as f:
+        coco = json.load(f)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    by_id = {}
+    for im in coco["images"]:
+        name = os.path.basename(im["file_name"])
+        part = next((folder for prefix, folder in _FOLDERS if name.startswith(prefix)), "sick")
+        by_id[im["id"]] = plan.item(name, part)
+    for ann in coco["annotations"]:
+        x, y, w, h = ann["bbox"]
+        by_id[ann["image_id"]].findings.append(
+            Finding(names[ann["category_id"]], plan.scaled([x, y, x + w, y + h]))
+        )
+
+
+def _write_phantom(root, items, size, seed, **_):
+    """Every fifth image in TBX11K_val; healthy and sick films only in the lists."""
+    parts = {part: [] for part, _ in PARTS}
+    for k, item in enumerate(items):
+        parts[PARTS[1][0] if k % 5 == 4 else PARTS[0][0]].append(item)
+    for folder in ("json", "xml"):
+        os.makedirs(os.path.join(root, "annotations", folder), exist_ok=True)
+    os.makedirs(os.path.join(root, "lists"), exist_ok=True)
+    for part, part_items in parts.items():
+        coco, listed = _write_phantom_part(root, part, part_items, size, seed)
+        with open(os.path.join(root, "annotations", "json", part + ".json"), "w") as f:
+            json.dump(coco, f)
+        with open(os.path.join(root, "lists", part + ".txt"), "w") as f:
+            f.write("".join(line + "\n" for line in listed))
+
+
+def _write_phantom_part(root, part, items, size, seed):
+    """Images and VOC xml files of one part; returns its COCO dict and its list's lines."""
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(TBX11K_CLASSES)]
+    coco, listed = {"images": [], "annotations": [], "categories": cats}, []
+    for item, image, _ in drawn(items, size, seed, part):
+        write_png(os.path.join(root, "imgs", item.part, item.name), image)
+        listed.append(f"{item.part}/{item.name}")
+        if item.part != "tb":
+            continue
+        image_id = len(coco["images"]) + 1
+        coco["images"].append(
+            {"id": image_id, "file_name": item.name, "width": size, "height": size}
+        )
+        objects = []
+        for f in item.findings:
+            x1, y1, x2, y2 = f.box
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": TBX11K_CLASSES.index(f.cls) + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+            objects.append(
+                f"<object><name>{f.cls}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+                f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+            )
+        stem = os.path.splitext(item.name)[0]
+        with open(os.path.join(root, "annotations", "xml", stem + ".xml"), "w") as f:
+            f.write(
+                f"<annotation><filename>{item.name}</filename><size><width>{size}</width>"
+                f"<height>{size}</height><depth>3</depth></size>{''.join(objects)}</annotation>"
+            )
+    return coco, listed
+
+
+PHANTOM_LAYOUT = PhantomLayout(
+    512, TBX11K_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan
+)

@@ -18,18 +18,21 @@ unknown class and skipped; to keep more, register the source with your class lis
 :class:`~cxr_d2.data.datasets.common.Variant` with `classes`, see datasets/README.md).
 """
 
+import json
 import os
 import re
 
+import numpy as np
 from detectron2.structures import BoxMode
 
 from ...errors import DatasetError
 from ..dicom import image_size
-from ..masks import box_of_mask, mask_to_rle, read_mask_png, segmentation_to_mask
+from ..masks import mask_to_box, mask_to_rle, read_mask_png, segmentation_to_mask
+from ..phantom.plan import PhantomLayout, drawn, mask_polygon, write_png
 from .coco_json import iter_coco_annotations, read_coco_images
 from .common import category_index
 
-__all__ = ["UML_PAPER_CLASSES", "parse_uml_peru"]
+__all__ = ["UML_PAPER_CLASSES", "PHANTOM_LAYOUT", "parse_uml_peru"]
 
 UML_PAPER_CLASSES = ["Airspace Consolidation", "Cavitation", "Lymphadenopathy", "Pleural Effusion"]
 _MASK_NAME = re.compile(r"^(?P<cls>.+)_(?P<k>\d+)\.png$", re.IGNORECASE)
@@ -37,7 +40,7 @@ _MASK_NAME = re.compile(r"^(?P<cls>.+)_(?P<k>\d+)\.png$", re.IGNORECASE)
 
 def _mask_annotation(log, where, mask, segmentation, category):
     try:
-        box = box_of_mask(mask, where)
+        box = mask_to_box(mask, where)
     except DatasetError as e:
         log.report(where, str(e).split(": ", 1)[-1], "annotation")
         return None
@@ -152,3 +155,50 @@ def parse_uml_peru(root, classes, log):
                 continue
         out.append(rec)
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# Phantom layout (tools/make_phantom.py)
+# ------------------------------------------------------------------------------------------
+
+
+def _phantom_image(i, num_images, normal, rng):
+    return f"{i + 1}.png", "train"
+
+
+def _write_phantom(root, items, size, seed, uml_masks="coco", **_):
+    """`uml_masks`: "coco" (annotations.json, RLE and polygons alternating) or "png"."""
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(UML_PAPER_CLASSES)]
+    coco = {"images": [], "annotations": [], "categories": cats}
+    for k, (item, image, masks) in enumerate(drawn(items, size, seed, "uml_peru")):
+        write_png(os.path.join(root, "images", item.name), image)
+        coco["images"].append({"id": k + 1, "file_name": item.name, "width": size, "height": size})
+        counters = {}
+        for f, m in zip(item.findings, masks):
+            if uml_masks == "png":
+                counters[f.cls] = counters.get(f.cls, 0) + 1
+                stem = os.path.splitext(item.name)[0]
+                write_png(
+                    os.path.join(root, "masks", stem, f"{f.cls}_{counters[f.cls]}.png"),
+                    m.astype(np.uint8) * 255,
+                )
+                continue
+            n = len(coco["annotations"]) + 1
+            segm = mask_to_rle(m) if n % 2 else [[float(v) for p in mask_polygon(m) for v in p]]
+            coco["annotations"].append(
+                {
+                    "id": n,
+                    "image_id": k + 1,
+                    "category_id": UML_PAPER_CLASSES.index(f.cls) + 1,
+                    "segmentation": segm,
+                    "area": int(m.sum()),
+                    "iscrowd": 0,
+                }
+            )
+    if uml_masks != "png":
+        with open(os.path.join(root, "annotations.json"), "w") as f:
+            json.dump(coco, f)
+
+
+# Masks only, no annotation file to read a plan from.
+PHANTOM_LAYOUT = PhantomLayout(512, UML_PAPER_CLASSES, _phantom_image, _write_phantom)

@@ -35,12 +35,15 @@ import numpy as np
 from ...errors import ConfigError, DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
+from ..phantom.dicom_writer import write_dicom
+from ..phantom.plan import Finding, PhantomLayout, drawn
 from .common import Variant, box_annotation, category_index
 
 __all__ = [
     "VINDR_KAGGLE_CLASSES",
     "VINDR_PHYSIONET_CLASSES",
     "VINDR_VARIANTS",
+    "PHANTOM_LAYOUT",
     "weighted_box_fusion",
     "parse_vindr_cxr",
 ]
@@ -257,3 +260,59 @@ def parse_vindr_cxr(root, classes, log, box_mode="all"):
     if left_out:
         logger.info(f"vindr_cxr: {left_out} images not read by {sorted(readers)} left out")
     return records
+
+
+# ------------------------------------------------------------------------------------------
+# Phantom layout (tools/make_phantom.py): the Kaggle layout, three readers per image
+# ------------------------------------------------------------------------------------------
+
+PHANTOM_READERS = ("R8", "R9", "R10")
+
+
+def _phantom_image(i, num_images, normal, rng):
+    return f"{i:08x}{i:024x}", "train"
+
+
+def _read_phantom_plan(path, plan, log):
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            it = plan.item(row["image_id"])
+            if row["class_name"] != NO_FINDING:
+                box = [row[c] for c in ("x_min", "y_min", "x_max", "y_max")]
+                it.findings.append(
+                    Finding(row["class_name"], plan.scaled(box), reader=row["rad_id"])
+                )
+
+
+def _write_phantom(root, items, size, seed, **_):
+    """12-bit DICOM, every other one MONOCHROME1; a finding without reader: all three."""
+    rng = np.random.default_rng(seed)
+    with open(os.path.join(root, "train.csv"), "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(
+            ["image_id", "class_name", "class_id", "rad_id", "x_min", "y_min", "x_max", "y_max"]
+        )
+        for k, (item, image, _) in enumerate(drawn(items, size, seed, "vindr_cxr")):
+            write_dicom(
+                os.path.join(root, "train", item.name + ".dicom"),
+                image,
+                bits_stored=12,
+                monochrome1=bool(k % 2),
+                window=(2048, 4096),
+                patient_id=item.name,
+            )
+            if not item.findings:
+                for r in PHANTOM_READERS:
+                    w.writerow([item.name, NO_FINDING, 14, r, "", "", "", ""])
+            for fd in item.findings:
+                readers = PHANTOM_READERS if fd.reader is None else (fd.reader,)
+                for r in readers:  # drawn readers' boxes: the lesion's box, a little off
+                    jitter = rng.uniform(-0.01, 0.01, 4) * size * (r != readers[0])
+                    box = np.clip(np.asarray(fd.box) + jitter, 0, size)
+                    class_id = VINDR_KAGGLE_CLASSES.index(fd.cls)
+                    w.writerow([item.name, fd.cls, class_id, r, *(f"{v:.1f}" for v in box)])
+
+
+PHANTOM_LAYOUT = PhantomLayout(
+    1024, VINDR_KAGGLE_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan
+)

@@ -1,6 +1,7 @@
 """Tests for the procedural chest X-ray phantom generator (``cxr_d2.data.phantom``)."""
 
 import json
+import math
 import os
 
 import cv2
@@ -9,13 +10,15 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from cxr_d2.data import phantom
+from cxr_d2.data.masks import mask_to_box
 from cxr_d2.data.phantom import (
     GENERATOR_VERSION,
     PHANTOM_CLASSES,
+    dataset,
     draw_phantom,
     generate_phantom_dataset,
-    mask_to_box,
+    pool,
+    render,
 )
 
 
@@ -28,37 +31,6 @@ def _where_box(mask: np.ndarray) -> list[float]:
 def _phantoms(n: int, size: int = 512, seed: int = 7):
     """The first ``n`` phantoms drawn the way the dataset draws them."""
     return [draw_phantom(np.random.default_rng([seed, i]), size) for i in range(n)]
-
-
-# ---------------------------------------------------------------------------- mask_to_box
-
-
-def test_mask_to_box_hand_worked_example():
-    mask = np.zeros((10, 12), bool)
-    mask[2:5, 3:8] = True  # rows 2..4, cols 3..7
-    mask[8, 1] = True  # stray pixel at x=1, y=8
-    assert mask_to_box(mask) == [1.0, 2.0, 8.0, 9.0]
-    mask[8, 1] = False
-    assert mask_to_box(mask) == [3.0, 2.0, 8.0, 5.0]
-    assert mask_to_box(mask.astype(np.uint8) * 255) == [3.0, 2.0, 8.0, 5.0]
-
-
-def test_mask_to_box_single_pixel():
-    mask = np.zeros((9, 9), np.uint8)
-    mask[5, 7] = 1  # x=7, y=5
-    box = mask_to_box(mask)
-    assert box == [7.0, 5.0, 8.0, 6.0]
-    assert all(isinstance(v, float) for v in box)
-
-
-def test_mask_to_box_empty_mask_names_source():
-    with pytest.raises(ValueError, match=r"scan_0042\.png.*empty"):
-        mask_to_box(np.zeros((4, 4), bool), source="scan_0042.png")
-
-
-def test_mask_to_box_rejects_non_2d():
-    with pytest.raises(ValueError, match="2-D"):
-        mask_to_box(np.ones((2, 3, 3), bool), source="x")
 
 
 # ---------------------------------------------------------------------------- draw_phantom
@@ -93,8 +65,8 @@ def test_instances_are_valid_and_boxes_match():
 def test_lesions_change_exactly_their_masks():
     """The lesion-free render of the same film differs only inside the lesion masks."""
     for i in range(12):
-        with_lesions, instances = phantom._draw(np.random.default_rng([7, i]), 256, True)
-        without, none = phantom._draw(np.random.default_rng([7, i]), 256, False)
+        with_lesions, instances = render._draw(np.random.default_rng([7, i]), 256, True)
+        without, none = render._draw(np.random.default_rng([7, i]), 256, False)
         assert none == []
         union = np.zeros(with_lesions.shape, bool)
         for inst in instances:
@@ -201,9 +173,9 @@ def test_generate_dataset_cache_and_regeneration(tmp_path):
 
 
 def test_pool_matches_serial(tmp_path, monkeypatch):
-    n = phantom._POOL_MIN_IMAGES
+    n = dataset._POOL_MIN_IMAGES
     pooled = generate_phantom_dataset(str(tmp_path / "pool"), num_images=n, size=96, seed=4)
-    monkeypatch.setattr(phantom, "_POOL_MIN_IMAGES", 10**9)
+    monkeypatch.setattr(dataset, "_POOL_MIN_IMAGES", 10**9)
     serial = generate_phantom_dataset(str(tmp_path / "serial"), num_images=n, size=96, seed=4)
     with open(pooled) as f, open(serial) as g:
         assert json.load(f) == json.load(g)
@@ -216,8 +188,13 @@ class _NullBar:
         pass
 
 
+def test_pool_returns_results_in_item_order():
+    results = pool.run_workers(math.pow, (2,), 7, 3, _NullBar())
+    assert results == [float(i**2) for i in range(7)]
+
+
 def test_worker_failure_raises(tmp_path):
     """A worker that cannot write its images makes generation fail loudly."""
     missing = str(tmp_path / "no_such_dir")  # no images/ folder: cv2.imwrite fails
-    with pytest.raises(RuntimeError, match="worker failed"):
-        phantom._run_workers(missing, 4, 96, 0, 2, _NullBar())
+    with pytest.raises(RuntimeError, match="worker process failed in .*_render_one"):
+        pool.run_workers(dataset._render_one, (missing, 96, 0), 4, 2, _NullBar())
