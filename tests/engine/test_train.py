@@ -59,17 +59,16 @@ def _run_tool(*args, env=None):
 def test_eval_only_from_checkpoint(tiny_phantom, tmp_path):
     """train_net.py --eval-only on a saved checkpoint prints the COCO table (bbox and segm)."""
     _train("mask_rcnn", tmp_path)
-    builtin_names = ["DATASETS.TRAIN", "('cxr_phantom_train',)", "DATASETS.TEST", "('cxr_phantom_test',)"]
     r = _run_tool(
         "--config-file", _config("mask_rcnn"), "--eval-only",
-        *TINY_OPTS, *builtin_names, "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"),
+        *TINY_OPTS, "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"),
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # a 3-iteration model is not confident
         "OUTPUT_DIR", str(tmp_path / "eval"), env=tiny_phantom,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     log = r.stdout + r.stderr
     assert "Evaluation results for bbox" in log and "Evaluation results for segm" in log
-    assert os.path.isfile(tmp_path / "eval" / "inference" / "cxr_phantom_test" / "coco_instances_results.json")
+    assert os.path.isfile(tmp_path / "eval" / "inference" / f"{TINY}_test" / "coco_instances_results.json")
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from cxr_d2.engine import Trainer, check_config
 
 from tests.engine.test_train import TINY_OPTS
 from tests.helpers import TWO_FILMS as OVERFIT
-from tests.helpers import train
+from tests.helpers import TINY, train
 
 CONFIGS = {
     "ssd": os.path.join("configs", "Phantom", "ssd_VGG16_cpu.yaml"),
@@ -119,10 +119,6 @@ def test_train_then_eval_only_from_checkpoint(family, tiny_phantom, one_thread, 
         "--eval-only",
         *TINY_OPTS,
         *TINY_MODEL[family],
-        "DATASETS.TRAIN",
-        "('cxr_phantom_train',)",
-        "DATASETS.TEST",
-        "('cxr_phantom_test',)",
         "MODEL.WEIGHTS",
         str(tmp_path / "model_final.pth"),
         "OUTPUT_DIR",
@@ -132,5 +128,5 @@ def test_train_then_eval_only_from_checkpoint(family, tiny_phantom, one_thread, 
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Evaluation results for bbox" in r.stdout + r.stderr
     assert os.path.isfile(
-        tmp_path / "eval" / "inference" / "cxr_phantom_test" / "coco_instances_results.json"
+        tmp_path / "eval" / "inference" / f"{TINY}_test" / "coco_instances_results.json"
     )

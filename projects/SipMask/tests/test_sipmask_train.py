@@ -38,7 +38,7 @@ SMALL = [
 
 def register_two(source="cxr_phantom_tiny_train"):
     """Register TWO: the first two images with lesions of `source` (in a subprocess under the
-    tiny_phantom environment, the built-in cxr_phantom_train holds the same images)."""
+    tiny_phantom environment, the built-in cxr_phantom_tiny_train holds the same images)."""
     if TWO not in DatasetCatalog.list():
         dicts = [d for d in DatasetCatalog.get(source) if d["annotations"]][:2]
         DatasetCatalog.register(TWO, lambda: copy.deepcopy(dicts))
@@ -92,7 +92,7 @@ def test_overfits_two_images_and_round_trips(tiny_phantom, tmp_path):
 
     # tools/train_net.py --eval-only on the checkpoint reproduces the numbers
     code = (
-        "import sys, runpy, test_sipmask_train as t; t.register_two('cxr_phantom_train');"
+        "import sys, runpy, test_sipmask_train as t; t.register_two();"
         "sys.argv = ['train_net.py'] + sys.argv[1:];"
         f"runpy.run_path({os.path.join(ROOT, 'tools', 'train_net.py')!r}, run_name='__main__')"
     )

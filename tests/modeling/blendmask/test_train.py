@@ -21,6 +21,7 @@ from cxr_d2.config import add_cxr_config
 from cxr_d2.data.mapper import CXRDatasetMapper
 from cxr_d2.engine import Trainer, check_config
 
+from tests.helpers import TINY
 from tests.helpers import TWO_FILMS as TWO
 
 CONFIG = os.path.join("configs", "Phantom", "blendmask_R_18_FPN_cpu.yaml")
@@ -77,8 +78,8 @@ def test_overfits_two_films(two_films, tiny_phantom, one_thread, tmp_path):
 
 
 def _predictions(output_dir):
-    """The COCO results a run wrote for cxr_phantom_test, as (image, class, score, box) rows."""
-    path = os.path.join(output_dir, "inference", "cxr_phantom_test", "coco_instances_results.json")
+    """The COCO results a run wrote for the tiny test set, as (image, class, score, box) rows."""
+    path = os.path.join(output_dir, "inference", f"{TINY}_test", "coco_instances_results.json")
     with open(path) as f:
         rows = json.load(f)
     return [(r["image_id"], r["category_id"], r["score"], r["bbox"]) for r in rows], rows
@@ -88,8 +89,8 @@ def test_train_net_trains_then_eval_only_agrees(tiny_phantom, tmp_path):
     """tools/train_net.py trains BlendMask a few iterations and evaluates; --eval-only on its
     model_final.pth writes the same detections and masks and prints the same COCO tables."""
     tool = [sys.executable, os.path.join("tools", "train_net.py"), "--config-file", CONFIG]
-    opts = [*SMALL, "DATASETS.TRAIN", "('cxr_phantom_train',)", "DATASETS.TEST",
-            "('cxr_phantom_test',)", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4",
+    opts = [*SMALL, "DATASETS.TRAIN", f"('{TINY}_train',)", "DATASETS.TEST",
+            f"('{TINY}_test',)", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4",
             "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "1000",
             "MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]  # fmt: skip
     env = dict(tiny_phantom, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
