@@ -12,6 +12,7 @@ padding).
 import torch
 from detectron2.layers.wrappers import _NewEmptyTensorOp
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
@@ -46,6 +47,10 @@ class _DeformConvBase(nn.Module):
             torch.empty(out_channels, in_channels // groups, *self.kernel_size)
         )
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Kaiming uniform weights (as Detectron2's); a subclass may initialise otherwise."""
         nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
 
     @property
@@ -65,13 +70,18 @@ class _DeformConvBase(nn.Module):
     def _deform(self, x, offset, mask):
         if x.numel() == 0:  # as Detectron2: an empty tensor of the right shape
             return _NewEmptyTensorOp.apply(x, self._output_shape(x))
-        if offset.shape[1] != self.offset_channels:
-            raise ValueError(
-                f"offset has {offset.shape[1]} channels; expected {self.offset_channels} "
-                f"(2 x {self.deformable_groups} deformable groups x {self.kernel_size} kernel)"
-            )
-        x = deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
-                          padding=self.padding, dilation=self.dilation, mask=mask)
+        if offset is None:  # the same weights as a regular convolution
+            x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                         self.groups)
+        else:
+            if offset.shape[1] != self.offset_channels:
+                raise ValueError(
+                    f"offset has {offset.shape[1]} channels; expected {self.offset_channels} "
+                    f"(2 x {self.deformable_groups} deformable groups x {self.kernel_size} "
+                    "kernel)"
+                )
+            x = deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
+                              padding=self.padding, dilation=self.dilation, mask=mask)
         if self.norm is not None:
             x = self.norm(x)
         if self.activation is not None:
@@ -90,21 +100,22 @@ class _DeformConvBase(nn.Module):
 class DeformConv(_DeformConvBase):
     """
     Deformable convolution v1 (Dai et al., 2017), as `detectron2.layers.DeformConv`
-    (no bias; optional norm and activation after the convolution).
+    (optional norm and activation after the convolution). Two additions: `bias=True` (default
+    False, Detectron2's has none), and `offset=None`, which runs the same weights as a regular
+    convolution (a model with a deformable and a plain mode keeps one set of parameters).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, deformable_groups=1, bias=False, norm=None, activation=None):
-        if bias:
-            raise ValueError("DeformConv has no bias (as Detectron2's); use ModulatedDeformConv")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, deformable_groups, False, norm, activation)
+                         groups, deformable_groups, bias, norm, activation)
 
-    def forward(self, x, offset):
+    def forward(self, x, offset=None):
         """
         Args:
             x: (N, C_in, H, W).
-            offset: (N, 2 * deformable_groups * kh * kw, H_out, W_out), (dy, dx) pairs.
+            offset: (N, 2 * deformable_groups * kh * kw, H_out, W_out), (dy, dx) pairs; None
+                for a regular convolution.
         Returns:
             (N, C_out, H_out, W_out).
         """

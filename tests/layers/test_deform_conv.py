@@ -7,10 +7,10 @@ from detectron2.modeling import build_backbone
 from detectron2.modeling.backbone.resnet import BottleneckBlock
 from torch.nn import functional as F
 
+from cxr_d2.config.deform_resnet import add_deform_resnet_config
 from cxr_d2.layers import DeformConv, ModulatedDeformConv
 from cxr_d2.modeling.backbone.deform_resnet import (
     DeformBottleneckBlock,
-    add_deform_resnet_config,
     build_deform_resnet_backbone,
 )
 
@@ -156,3 +156,30 @@ def test_deform_on_basic_blocks_is_a_config_error():
                "MODEL.RESNETS.DEFORM_ON_PER_STAGE", "[False, True, True, True]")  # fmt: skip
     with pytest.raises(ConfigError, match="depth 50, 101, 152"):
         build_deform_resnet_backbone(cfg, ShapeSpec(channels=3))
+
+
+def test_no_offset_runs_the_same_weights_as_a_plain_conv():
+    """offset=None: a regular convolution with the layer's weight and bias (one parameter set
+    for a deformable and a plain mode); zero offsets give the same result."""
+    torch.manual_seed(0)
+    conv = DeformConv(4, 6, 3, stride=2, padding=1, groups=2, bias=True, activation=F.relu)
+    torch.nn.init.normal_(conv.bias)
+    x = torch.randn(2, 4, 9, 11)
+    ref = F.relu(F.conv2d(x, conv.weight, conv.bias, stride=2, padding=1, groups=2))
+    assert torch.equal(conv(x), ref)
+    zero = torch.zeros(2, conv.offset_channels, *ref.shape[-2:])
+    assert torch.allclose(conv(x, zero), ref, atol=1e-5)
+    assert set(conv.state_dict()) == {"weight", "bias"}
+
+
+def test_subclass_initialises_through_reset_parameters():
+    """A subclass's reset_parameters replaces the Kaiming init, drawing from the RNG once."""
+
+    class Normal(DeformConv):
+        def reset_parameters(self):
+            torch.nn.init.normal_(self.weight, std=0.01)
+
+    torch.manual_seed(0)
+    w = Normal(3, 5, 3).weight
+    torch.manual_seed(0)
+    assert torch.equal(w, torch.randn(5, 3, 3, 3) * 0.01)

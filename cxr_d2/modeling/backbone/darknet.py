@@ -1,36 +1,16 @@
 """Darknet-53, YOLOv3's backbone: 3x3/2 downsampling convs and 1x1-3x3 residual blocks."""
 
-import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 
 from ...errors import ConfigError
+from ...layers import conv_block
 
-__all__ = ["conv_norm_leaky", "DarknetBlock", "Darknet", "build_darknet_backbone"]
+__all__ = ["DARKNET_CONV", "DarknetBlock", "Darknet", "build_darknet_backbone"]
 
-
-def _leaky(x):
-    return F.leaky_relu(x, 0.1)
-
-
-def conv_norm_leaky(in_ch, out_ch, kernel, norm, stride=1):
-    """Darknet's conv: kxk conv (no bias when normalised), norm, LeakyReLU(0.1)."""
-    conv = Conv2d(
-        in_ch,
-        out_ch,
-        kernel,
-        stride=stride,
-        padding=kernel // 2,
-        bias=not norm,
-        norm=get_norm(norm, out_ch),
-        activation=_leaky,
-    )
-    nn.init.kaiming_normal_(conv.weight, a=0.1, mode="fan_out", nonlinearity="leaky_relu")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
+# Darknet's conv (also YOLOv3's neck): kxk conv, norm, LeakyReLU(0.1), Kaiming normal init.
+DARKNET_CONV = dict(activation="leaky_relu", init="kaiming")
 
 
 class DarknetBlock(nn.Module):
@@ -38,8 +18,8 @@ class DarknetBlock(nn.Module):
 
     def __init__(self, channels, norm):
         super().__init__()
-        self.conv1 = conv_norm_leaky(channels, channels // 2, 1, norm)
-        self.conv2 = conv_norm_leaky(channels // 2, channels, 3, norm)
+        self.conv1 = conv_block(channels, channels // 2, 1, norm=norm, **DARKNET_CONV)
+        self.conv2 = conv_block(channels // 2, channels, 3, norm=norm, **DARKNET_CONV)
 
     def forward(self, x):
         return x + self.conv2(self.conv1(x))
@@ -61,12 +41,12 @@ class Darknet(Backbone):
             out_features (list[str]): any of dark1 ... dark5.
         """
         super().__init__()
-        self.stem = conv_norm_leaky(in_channels, stem_out_channels, 3, norm)
+        self.stem = conv_block(in_channels, stem_out_channels, 3, norm=norm, **DARKNET_CONV)
         ch = stem_out_channels
         self._out_feature_channels, self._out_feature_strides = {}, {}
         self.stage_names = []
         for k, n in enumerate(num_blocks):
-            layers = [conv_norm_leaky(ch, ch * 2, 3, norm, stride=2)]
+            layers = [conv_block(ch, ch * 2, 3, stride=2, norm=norm, **DARKNET_CONV)]
             ch *= 2
             layers += [DarknetBlock(ch, norm) for _ in range(n)]
             name = f"dark{k + 1}"

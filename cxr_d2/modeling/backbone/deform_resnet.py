@@ -26,7 +26,6 @@ from ...layers import DeformConv, ModulatedDeformConv
 
 __all__ = [
     "DeformBottleneckBlock",
-    "add_deform_resnet_config",
     "build_deform_resnet_backbone",
     "build_deform_resnet_fpn_backbone",
     "build_retinanet_deform_resnet_fpn_backbone",
@@ -34,14 +33,6 @@ __all__ = [
 
 _BLOCKS_PER_STAGE = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3],
                      152: [3, 8, 36, 3]}  # fmt: skip
-
-
-def add_deform_resnet_config(cfg):
-    """Add MODEL.RESNETS.DEFORM_INTERVAL (AdelaiDet's key) when absent."""
-    if "DEFORM_INTERVAL" not in cfg.MODEL.RESNETS:
-        # In a stage with DEFORM_ON_PER_STAGE, block i (0-based) has a deformable 3x3 conv when
-        # i % DEFORM_INTERVAL == 0; 1 = every block (Detectron2), 3 = SipMask++ / YOLACT++.
-        cfg.MODEL.RESNETS.DEFORM_INTERVAL = 1
 
 
 class DeformBottleneckBlock(_D2DeformBottleneckBlock):

@@ -3,16 +3,18 @@
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 
 from ...errors import ConfigError
+from ...layers import conv_block
 
 __all__ = ["L2Norm", "SSDVGG", "build_ssd_vgg_backbone"]
 
 # Convs per VGG16 stage.
 _VGG16_DEPTHS = (2, 2, 3, 3, 3)
+# Every conv + norm + ReLU: Kaiming normal (fan_out), zero bias.
+_INIT = "kaiming"
 
 
 class L2Norm(nn.Module):
@@ -28,25 +30,6 @@ class L2Norm(nn.Module):
         """x: (N, C, H, W) -> (N, C, H, W)."""
         norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
         return x / norm * self.weight.view(1, -1, 1, 1)
-
-
-def _conv(in_ch, out_ch, kernel, norm, stride=1, padding=None, dilation=1):
-    padding = (kernel // 2) * dilation if padding is None else padding
-    conv = Conv2d(
-        in_ch,
-        out_ch,
-        kernel,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        bias=not norm,
-        norm=get_norm(norm, out_ch),
-        activation=F.relu,
-    )
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
 
 
 class SSDVGG(Backbone):
@@ -87,20 +70,24 @@ class SSDVGG(Backbone):
         for depth, out_ch in zip(_VGG16_DEPTHS, stage_channels):
             self.stages.append(
                 nn.Sequential(
-                    *[_conv(ch if i == 0 else out_ch, out_ch, 3, norm) for i in range(depth)]
+                    *[
+                        conv_block(ch if i == 0 else out_ch, out_ch, 3, norm=norm, init=_INIT)
+                        for i in range(depth)
+                    ]
                 )
             )
             ch = out_ch
         self.l2norm = L2Norm(stage_channels[3], l2norm_scale)
-        self.fc6 = _conv(ch, fc_channels, 3, norm, dilation=fc6_dilation)
-        self.fc7 = _conv(fc_channels, fc_channels, 1, norm)
+        self.fc6 = conv_block(ch, fc_channels, 3, dilation=fc6_dilation, norm=norm, init=_INIT)
+        self.fc7 = conv_block(fc_channels, fc_channels, 1, norm=norm, init=_INIT)
         self.extras = nn.ModuleList()
         ch = fc_channels
         for mid, out_ch, kernel, stride, padding in extra_layers:
             self.extras.append(
                 nn.Sequential(
-                    _conv(ch, mid, 1, norm),
-                    _conv(mid, out_ch, kernel, norm, stride=stride, padding=padding),
+                    conv_block(ch, mid, 1, norm=norm, init=_INIT),
+                    conv_block(mid, out_ch, kernel, stride=stride, padding=padding, norm=norm,
+                               init=_INIT),  # fmt: skip
                 )
             )
             ch = out_ch

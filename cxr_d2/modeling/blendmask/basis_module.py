@@ -2,14 +2,14 @@
 
 from typing import Dict, List
 
-import fvcore.nn.weight_init as weight_init
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import ShapeSpec
 from detectron2.utils.registry import Registry
 from torch import nn
 from torch.nn import functional as F
 
 from ...errors import ConfigError
+from ...layers import conv_block
 
 __all__ = ["BASIS_MODULE_REGISTRY", "build_basis_module", "ProtoNet"]
 
@@ -28,21 +28,6 @@ def build_basis_module(cfg, input_shape: Dict[str, ShapeSpec]):
         known = sorted(k for k, _ in BASIS_MODULE_REGISTRY)
         raise ConfigError(f"MODEL.BASIS_MODULE.NAME is {name!r}; use one of {known}")
     return BASIS_MODULE_REGISTRY.get(name)(cfg, input_shape)
-
-
-def _conv_block(in_ch, out_ch, norm, kernel=3):
-    """kxk conv (no bias when normalised), norm, ReLU; Kaiming-uniform init (a=1)."""
-    conv = Conv2d(
-        in_ch,
-        out_ch,
-        kernel,
-        padding=kernel // 2,
-        bias=not norm,
-        norm=get_norm(norm, out_ch),
-        activation=F.relu,
-    )
-    weight_init.c2_xavier_fill(conv)
-    return conv
 
 
 @BASIS_MODULE_REGISTRY.register()
@@ -79,12 +64,13 @@ class ProtoNet(nn.Module):
         """
         super().__init__()
         self.in_features = list(in_features)
+        block = dict(norm=norm, init="xavier")  # Kaiming uniform, a = 1
         self.refine = nn.ModuleList(
-            [_conv_block(input_shape[f].channels, convs_dim, norm) for f in self.in_features]
+            [conv_block(input_shape[f].channels, convs_dim, **block) for f in self.in_features]
         )
-        tower = [_conv_block(convs_dim, convs_dim, norm) for _ in range(num_convs)]
+        tower = [conv_block(convs_dim, convs_dim, **block) for _ in range(num_convs)]
         tower.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
-        tower.append(_conv_block(convs_dim, convs_dim, norm))
+        tower.append(conv_block(convs_dim, convs_dim, **block))
         tower.append(nn.Conv2d(convs_dim, num_bases, 1))
         self.tower = nn.Sequential(*tower)
         self.stride = input_shape[self.in_features[0]].stride // 2  # of the bases
@@ -92,8 +78,8 @@ class ProtoNet(nn.Module):
         if num_classes > 0:
             ch = input_shape[self.in_features[0]].channels
             self.seg_head = nn.Sequential(
-                _conv_block(ch, convs_dim, norm),
-                _conv_block(convs_dim, convs_dim, norm),
+                conv_block(ch, convs_dim, **block),
+                conv_block(convs_dim, convs_dim, **block),
                 nn.Conv2d(convs_dim, num_classes + 1, 1),
             )
 

@@ -1,12 +1,13 @@
 """The FCOS head with AdelaiDet's options (tower depths, shared convs, per-level scales)."""
-import math
 from typing import List
 
 import torch
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, get_norm
+from detectron2.layers import ShapeSpec
 from torch import nn
 from torch.nn import functional as F
+
+from ...layers import conv_block, prior_bias
 
 __all__ = ["FCOSHead", "Scale"]
 
@@ -23,12 +24,11 @@ class Scale(nn.Module):
 
 
 def _tower(num_convs, channels, norm):
+    """AdelaiDet's layout: one flat nn.Sequential of conv, norm, ReLU, conv, ... (its keys).
+    Initialised by the head."""
     layers = []
     for _ in range(num_convs):
-        layers.append(nn.Conv2d(channels, channels, 3, padding=1, bias=not norm))
-        if norm:
-            layers.append(get_norm(norm, channels))
-        layers.append(nn.ReLU())
+        layers += conv_block(channels, channels, norm=norm, init=None, as_layers=True)
     return nn.Sequential(*layers)
 
 
@@ -89,7 +89,7 @@ class FCOSHead(nn.Module):
                 nn.init.normal_(module.weight, std=0.01)
                 if module.bias is not None:
                     nn.init.constant_(module.bias, 0)
-        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+        nn.init.constant_(self.cls_logits.bias, prior_bias(prior_prob))
 
     @classmethod
     def from_config(cls, cfg, input_shape):

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from .layers import DeformConvBlock, add_coords, conv_block, prior_bias
+from ...layers import conv_block, prior_bias
+from .layers import DeformConvBlock, add_coords
 
 __all__ = ["SOLOv2InstanceHead", "resample_to_strides"]
 
@@ -41,7 +42,7 @@ def _tower(in_channels, channels, num_convs, norm, dcn_type):
         if dcn_type and i == num_convs - 1:
             layers.append(DeformConvBlock(c_in, channels, norm, modulated=dcn_type == "DCNv2"))
         else:
-            layers.append(conv_block(c_in, channels, norm))
+            layers.append(conv_block(c_in, channels, norm=norm))
     return nn.Sequential(*layers)
 
 

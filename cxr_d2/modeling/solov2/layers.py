@@ -1,15 +1,13 @@
 """Building blocks of SOLOv2's branches: CoordConv coordinates, conv blocks, dynamic conv."""
 
-import math
-
 import torch
 import torch.nn.functional as F
-from detectron2.layers import Conv2d, get_norm
+from detectron2.layers import get_norm
 from torch import nn
 
 from ...layers import DeformConv, ModulatedDeformConv
 
-__all__ = ["coord_features", "add_coords", "conv_block", "DeformConvBlock", "dynamic_conv"]
+__all__ = ["coord_features", "add_coords", "DeformConvBlock", "dynamic_conv"]
 
 
 def coord_features(x):
@@ -33,23 +31,6 @@ def coord_features(x):
 def add_coords(x):
     """(N, C, H, W) -> (N, C + 2, H, W): `x` with its `coord_features` appended."""
     return torch.cat([x, coord_features(x)], dim=1)
-
-
-def conv_block(in_channels, out_channels, norm="", kernel_size=3):
-    """A conv (stride 1, same padding) + `norm` + ReLU, weights N(0, 0.01) as AdelaiDet's."""
-    conv = Conv2d(
-        in_channels,
-        out_channels,
-        kernel_size=kernel_size,
-        padding=kernel_size // 2,
-        bias=not norm,
-        norm=get_norm(norm, out_channels),
-        activation=F.relu,
-    )
-    nn.init.normal_(conv.weight, std=0.01)
-    if conv.bias is not None:
-        nn.init.constant_(conv.bias, 0)
-    return conv
 
 
 class DeformConvBlock(nn.Module):
@@ -92,8 +73,3 @@ def dynamic_conv(kernels, mask_features):
     """
     e, h, w = mask_features.shape
     return (kernels @ mask_features.reshape(e, h * w)).reshape(-1, h, w)  # M = 0 works too
-
-
-def prior_bias(prior_prob):
-    """Bias giving sigmoid(bias) = prior_prob (the focal-loss initialisation)."""
-    return -math.log((1 - prior_prob) / prior_prob)

@@ -4,7 +4,8 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from .layers import add_coords, conv_block
+from ...layers import conv_block
+from .layers import add_coords
 
 __all__ = ["SOLOv2MaskBranch"]
 
@@ -35,11 +36,11 @@ class SOLOv2MaskBranch(nn.Module):
             coords = 2 if 0 < i == num_levels - 1 else 0
             for j in range(max(i, 1)):
                 c_in = channels if j > 0 else in_channels + coords
-                layers.append(conv_block(c_in, channels, norm))
+                layers.append(conv_block(c_in, channels, norm=norm))
                 if i > 0:
                     layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
             self.levels.append(nn.Sequential(*layers))
-        self.pred = conv_block(channels, num_masks, norm, kernel_size=1)
+        self.pred = conv_block(channels, num_masks, 1, norm=norm)
 
     @classmethod
     def from_config(cls, cfg):

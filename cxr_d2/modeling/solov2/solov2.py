@@ -24,13 +24,13 @@ __all__ = ["SOLOv2"]
 @META_ARCH_REGISTRY.register()
 class SOLOv2(DenseDetector):
     """
-    Backbone + FPN -> instance head (`self.head`) (category branch: K scores per grid cell; kernel branch:
-    one E-long kernel per grid cell) and mask feature branch (E channels at 1/4 scale). A cell's
-    mask is its kernel convolved with the mask features (dynamic convolution). Training: Dice
-    loss on the masks of positive cells, focal loss on the grids. Inference: Matrix NMS, and
-    boxes derived from the masks. Reuses DenseDetector's normalisation buffers, `device` and
-    `preprocess_image` (padding to the backbone's size divisibility); its own `forward`, since
-    the masks come out at the original size and need no `detector_postprocess`.
+    Backbone + FPN -> instance head (`self.head`) (category branch: K scores per grid cell;
+    kernel branch: one E-long kernel per grid cell) and mask feature branch (E channels at 1/4
+    scale). A cell's mask is its kernel convolved with the mask features (dynamic convolution).
+    Training: Dice loss on the masks of positive cells, focal loss on the grids. Inference:
+    Matrix NMS, and boxes derived from the masks. Reuses DenseDetector's normalisation buffers,
+    `device` and `preprocess_image` (padding to the backbone's size divisibility); its own
+    `forward`, since the masks come out at the original size and need no `detector_postprocess`.
     """
 
     @configurable

@@ -9,7 +9,8 @@ from detectron2.layers import ShapeSpec
 from torch import nn
 
 from ...errors import ConfigError
-from ..backbone.darknet import conv_norm_leaky
+from ...layers import conv_block, prior_bias
+from ..backbone.darknet import DARKNET_CONV
 
 __all__ = ["YOLOv3Head"]
 
@@ -18,7 +19,10 @@ def _detection_block(in_ch, mid, norm):
     """1x1 mid, 3x3 2mid, 1x1 mid, 3x3 2mid, 1x1 mid (YOLOv3's five-conv block)."""
     chans = [in_ch, mid, 2 * mid, mid, 2 * mid, mid]
     return nn.Sequential(
-        *[conv_norm_leaky(chans[i], chans[i + 1], 1 if i % 2 == 0 else 3, norm) for i in range(5)]
+        *[
+            conv_block(chans[i], chans[i + 1], 1 if i % 2 == 0 else 3, norm=norm, **DARKNET_CONV)
+            for i in range(5)
+        ]
     )
 
 
@@ -62,7 +66,7 @@ class YOLOv3Head(nn.Module):
         shapes = list(reversed(input_shape))
         anchors = list(reversed(num_anchors))
         in_ch = shapes[0].channels
-        bias = -torch.log(torch.tensor((1 - prior_prob) / prior_prob)).item()
+        bias = prior_bias(prior_prob)
         for k, (mid, a) in enumerate(zip(neck_channels, anchors)):
             self.blocks.append(_detection_block(in_ch, mid, norm))
             out = nn.Conv2d(2 * mid, a * (5 + num_classes), 1)
@@ -70,9 +74,10 @@ class YOLOv3Head(nn.Module):
             nn.init.zeros_(out.bias)
             with torch.no_grad():
                 out.bias.view(a, 5 + num_classes)[:, 4:] = bias
-            self.outputs.append(nn.Sequential(conv_norm_leaky(mid, 2 * mid, 3, norm), out))
+            head_conv = conv_block(mid, 2 * mid, 3, norm=norm, **DARKNET_CONV)
+            self.outputs.append(nn.Sequential(head_conv, out))
             if k + 1 < len(shapes):
-                self.routes.append(conv_norm_leaky(mid, mid // 2, 1, norm))
+                self.routes.append(conv_block(mid, mid // 2, 1, norm=norm, **DARKNET_CONV))
                 in_ch = mid // 2 + shapes[k + 1].channels
 
     @classmethod

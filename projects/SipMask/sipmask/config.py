@@ -1,7 +1,7 @@
 """Config subtree of SipMask (MODEL.SIPMASK); the detector's keys are MODEL.FCOS."""
 from detectron2.config import CfgNode as CN
 
-from cxr_d2.modeling.backbone.deform_resnet import add_deform_resnet_config
+from cxr_d2.config.deform_resnet import add_deform_resnet_config
 
 __all__ = ["add_sipmask_config"]
 
@@ -16,7 +16,7 @@ def add_sipmask_config(cfg):
 
         add_fcos_config(cfg)
     # MODEL.RESNETS.DEFORM_INTERVAL for SipMask++'s deformable backbone (Detectron2's own
-    # DEFORM_* keys plus AdelaiDet's interval; cxr_d2/modeling/backbone/deform_resnet.py).
+    # DEFORM_* keys plus AdelaiDet's interval; cxr_d2/config/deform_resnet.py).
     add_deform_resnet_config(cfg)
     cfg.MODEL.SIPMASK = CN()
     # Number of basis masks m (and of coefficients per sub-region).

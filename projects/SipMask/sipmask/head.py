@@ -1,12 +1,11 @@
 """SipMask's head: FCOS towers, feature alignment, coefficients per sub-region, basis masks."""
 from typing import List
 
-import torch
 from detectron2.config import configurable
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops import deform_conv2d
 
+from cxr_d2.layers import DeformConv
 from cxr_d2.modeling.fcos import FCOSHead
 
 from .basis import BasisModule
@@ -14,24 +13,26 @@ from .basis import BasisModule
 __all__ = ["FeatureAlign", "SipMaskHead"]
 
 
-class FeatureAlign(nn.Module):
+class FeatureAlign(DeformConv):
     """
-    A 3x3 conv + ReLU on the classification tower. With `deformable`, its sampling offsets
-    come from a zero-initialised 1x1 conv over the detached, ReLU'd box regression (l, t, r, b)
-    in strides (torchvision's deform_conv2d), so it starts as a plain conv.
+    A 3x3 conv (with bias) + ReLU on the classification tower, weights N(0, 0.01). With
+    `deformable`, its sampling offsets come from a zero-initialised 1x1 conv over the
+    detached, ReLU'd box regression (l, t, r, b) in strides (`cxr_d2.layers.DeformConv`), so
+    it starts as a plain conv; without, the same weights run as a plain conv.
     """
 
     def __init__(self, channels: int, deformable: bool = True, kernel_size: int = 3):
-        super().__init__()
+        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, bias=True,
+                         activation=F.relu)  # fmt: skip
         self.deformable = deformable
-        self.padding = kernel_size // 2
-        self.weight = nn.Parameter(torch.empty(channels, channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        nn.init.normal_(self.weight, std=0.01)
         if deformable:
-            self.offset = nn.Conv2d(4, 2 * kernel_size * kernel_size, 1)
+            self.offset = nn.Conv2d(4, self.offset_channels, 1)
             nn.init.zeros_(self.offset.weight)
             nn.init.zeros_(self.offset.bias)
+
+    def reset_parameters(self):
+        nn.init.normal_(self.weight, std=0.01)
+        nn.init.zeros_(self.bias)
 
     def forward(self, x, box_reg):
         """
@@ -42,9 +43,8 @@ class FeatureAlign(nn.Module):
             (N, C, H, W) aligned features.
         """
         if not self.deformable:
-            return F.relu(F.conv2d(x, self.weight, self.bias, padding=self.padding))
-        offset = self.offset(F.relu(box_reg.detach()))
-        return F.relu(deform_conv2d(x, offset, self.weight, self.bias, padding=self.padding))
+            return super().forward(x)
+        return super().forward(x, self.offset(F.relu(box_reg.detach())))
 
 
 class SipMaskHead(FCOSHead):

@@ -7,6 +7,8 @@ from detectron2.config import configurable
 from torch import nn
 from torch.nn import functional as F
 
+from cxr_d2.layers import conv_block
+
 __all__ = ["MaskIoUHead", "mask_iou_targets", "mask_iou_loss"]
 
 
@@ -27,10 +29,7 @@ class MaskIoUHead(nn.Module):
         super().__init__()
         layers, in_ch = [], 1
         for dim in conv_dims:
-            conv = nn.Conv2d(in_ch, dim, 3, stride=2, padding=1)
-            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
-            layers += [conv, nn.ReLU(inplace=True)]
+            layers += conv_block(in_ch, dim, 3, stride=2, init="kaiming", as_layers=True)
             in_ch = dim
         self.convs = nn.Sequential(*layers)
         self.predictor = nn.Conv2d(in_ch, num_classes, 1)
