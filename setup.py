@@ -29,4 +29,6 @@ setup(
         "tabulate",
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    # Projects whose add_x_config the tools apply (cxr_d2/engine/projects.py).
+    entry_points={"cxr_d2.projects": ["sipmask = sipmask:add_sipmask_config"]},
 )

@@ -35,8 +35,9 @@ from detectron2.modeling import build_model
 
 import cxr_d2  # noqa: F401 (registers the models and datasets)
 from cxr_d2 import CXRError
-from cxr_d2.config import add_cxr_config, project_config_fns, resolve_num_classes
+from cxr_d2.config import add_cxr_config, resolve_num_classes
 from cxr_d2.data.phantom import draw_phantom
+from cxr_d2.engine.projects import project_config_fns
 
 
 def machine_name(device):

@@ -13,10 +13,11 @@ from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 
 from cxr_d2 import CXRError, Trainer, setup_cfg
-from cxr_d2.config import project_config_fns
+from cxr_d2.engine.projects import project_config_fns
 
 
 def main(args):
+    # the config keys of every installed project (entry-point group cxr_d2.projects)
     cfg = setup_cfg(args, extra_config_fns=project_config_fns())
     if args.eval_only:
         model = Trainer.build_model(cfg)

@@ -1,5 +1,4 @@
 from .defaults import add_cxr_config
 from .num_classes import NUM_CLASSES_KEYS, resolve_num_classes
-from .projects import project_config_fns
 
-__all__ = ["add_cxr_config", "NUM_CLASSES_KEYS", "project_config_fns", "resolve_num_classes"]
+__all__ = ["add_cxr_config", "NUM_CLASSES_KEYS", "resolve_num_classes"]

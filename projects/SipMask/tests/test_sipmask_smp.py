@@ -1,4 +1,6 @@
-"""SMP against a direct per-pixel computation of the issue's contract."""
+"""SMP against a direct per-pixel computation: pixel (x, y) of box p takes
+sigmoid(coefficients of the sub-region holding its centre (x + 0.5, y + 0.5) . basis[:, y, x]),
+0 outside the box."""
 import itertools
 import math
 
