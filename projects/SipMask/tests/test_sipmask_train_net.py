@@ -4,6 +4,7 @@ import os
 
 from detectron2.engine import default_argument_parser
 
+from cxr_d2.engine import Trainer
 from sipmask import SipMask
 
 
@@ -18,7 +19,7 @@ def test_train_net_builds_a_sipmask_model(repo_root, tmp_path):
     )
     cfg = tool.setup(args)
     assert cfg.MODEL.META_ARCHITECTURE == "SipMask" and cfg.MODEL.FCOS.NUM_CLASSES == 4
-    model = tool.Trainer.build_model(cfg)
+    model = Trainer.build_model(cfg)
     assert isinstance(model, SipMask)
     assert model.head.cls_logits.out_channels == 4
     assert os.path.isfile(tmp_path / "config.yaml")  # default_setup ran
