@@ -10,44 +10,34 @@ split scheme, agnostic, split): see `common.py` and datasets/README.md.
 """
 
 from ..paths import DATASETS_ROOT
-from .chestx_det import CHESTX_DET_CLASSES, parse_chestx_det
-from .chestx_det10 import CHESTX_DET10_CLASSES, parse_chestx_det10
-from .common import Source, register_source
-from .nih_cxr14 import NIH_CLASSES, parse_nih_cxr14
-from .phantom import PHANTOM_CLASSES, PHANTOM_VARIANTS, parse_phantom
-from .rsna_pneumonia import RSNA_CLASSES, parse_rsna_pneumonia
-from .siim_ptx import SIIM_CLASSES, parse_siim_ptx
-from .tbx11k import TBX11K_CLASSES, parse_tbx11k
-from .uml_peru import UML_PAPER_CLASSES, parse_uml_peru
-from .vindr_cxr import VINDR_KAGGLE_CLASSES, VINDR_VARIANTS, parse_vindr_cxr
+from . import (
+    chestx_det,
+    chestx_det10,
+    nih_cxr14,
+    phantom,
+    rsna_pneumonia,
+    siim_ptx,
+    tbx11k,
+    uml_peru,
+    vindr_cxr,
+)
+from .common import register_source
 
 __all__ = ["SOURCES", "register_all", "register_all_cxr"]
 
-# The source table: one row per source, everything else in the source's module.
+# The source table: one row per source, each defined in the source's own module.
 SOURCES = {
-    s.name: s
+    s.SOURCE.name: s.SOURCE
     for s in (
-        Source(
-            "cxr_phantom",
-            parse_phantom,
-            tuple(PHANTOM_CLASSES),
-            generated=True,
-            variants=PHANTOM_VARIANTS,
-        ),
-        Source("nih_cxr14", parse_nih_cxr14, tuple(NIH_CLASSES), official_split=True),
-        Source("chestx_det10", parse_chestx_det10, tuple(CHESTX_DET10_CLASSES), official_split=True),
-        Source("tbx11k", parse_tbx11k, tuple(TBX11K_CLASSES), official_split=True),
-        Source("uml_peru", parse_uml_peru, tuple(UML_PAPER_CLASSES)),
-        Source(
-            "vindr_cxr",
-            parse_vindr_cxr,
-            tuple(VINDR_KAGGLE_CLASSES),
-            official_split=True,
-            variants=VINDR_VARIANTS,
-        ),
-        Source("rsna_pneumonia", parse_rsna_pneumonia, tuple(RSNA_CLASSES)),
-        Source("siim_ptx", parse_siim_ptx, tuple(SIIM_CLASSES)),
-        Source("chestx_det", parse_chestx_det, tuple(CHESTX_DET_CLASSES), official_split=True),
+        phantom,
+        nih_cxr14,
+        chestx_det10,
+        tbx11k,
+        uml_peru,
+        vindr_cxr,
+        rsna_pneumonia,
+        siim_ptx,
+        chestx_det,
     )
 }
 

@@ -21,8 +21,9 @@ from .chestx_det10 import (
     read_det_phantom_plan,
     write_det_phantom,
 )
+from .common import Source
 
-__all__ = ["CHESTX_DET_CLASSES", "PHANTOM_LAYOUT", "parse_chestx_det"]
+__all__ = ["SOURCE", "CHESTX_DET_CLASSES", "PHANTOM_LAYOUT", "parse_chestx_det"]
 
 CHESTX_DET_CLASSES = [
     "Atelectasis",
@@ -53,4 +54,14 @@ def _write_phantom(root, items, size, seed, **_):
 # Phantom layout (tools/make_phantom.py): as ChestX-Det10's, with polygons.
 PHANTOM_LAYOUT = PhantomLayout(
     1024, CHESTX_DET_CLASSES, det_phantom_image, _write_phantom, read_det_phantom_plan
+)
+
+
+# The source's row of the source table (builtin.SOURCES).
+SOURCE = Source(
+    "chestx_det",
+    parse_chestx_det,
+    tuple(CHESTX_DET_CLASSES),
+    official_split=True,
+    phantom_layout=PHANTOM_LAYOUT,
 )

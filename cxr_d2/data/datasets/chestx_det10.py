@@ -18,9 +18,10 @@ from ...errors import DatasetError
 from ..dicom import image_size
 from ..masks import mask_to_box
 from ..phantom.plan import Finding, PhantomLayout, drawn, mask_polygon, write_png
-from .common import box_annotation, category_index
+from .common import Source, box_annotation, category_index
 
 __all__ = [
+    "SOURCE",
     "CHESTX_DET10_CLASSES",
     "PHANTOM_LAYOUT",
     "parse_chestx_det10",
@@ -192,4 +193,14 @@ def _write_phantom(root, items, size, seed, **_):
 
 PHANTOM_LAYOUT = PhantomLayout(
     1024, CHESTX_DET10_CLASSES, det_phantom_image, _write_phantom, read_det_phantom_plan
+)
+
+
+# The source's row of the source table (builtin.SOURCES).
+SOURCE = Source(
+    "chestx_det10",
+    parse_chestx_det10,
+    tuple(CHESTX_DET10_CLASSES),
+    official_split=True,
+    phantom_layout=PHANTOM_LAYOUT,
 )

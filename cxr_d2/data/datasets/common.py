@@ -75,6 +75,8 @@ class Source:
             not exist beforehand.
         variants (tuple[Variant]): the ways it is read; the first is the default.
         evaluator_type (str): the evaluator of its datasets.
+        phantom_layout (PhantomLayout or None): how `tools/make_phantom.py` writes phantoms
+            in the source's on-disk layout (:mod:`cxr_d2.data.phantom.layouts`).
     """
 
     name: str
@@ -84,6 +86,7 @@ class Source:
     generated: bool = False
     variants: tuple = (Variant(),)
     evaluator_type: str = "coco"
+    phantom_layout: object = None
 
 
 def category_index(log, where, name, classes, aliases=None):

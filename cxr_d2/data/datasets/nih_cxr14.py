@@ -21,9 +21,10 @@ from ...errors import DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
 from ..phantom.plan import Finding, PhantomLayout, drawn, write_png
-from .common import box_annotation, category_index
+from .common import Source, box_annotation, category_index
 
 __all__ = [
+    "SOURCE",
     "NIH_CLASSES",
     "PHANTOM_LAYOUT",
     "parse_nih_cxr14",
@@ -198,4 +199,14 @@ def _write_phantom(root, items, size, seed, annotations_file=None, **_):
 # The box list holds abnormal images only: no normal films.
 PHANTOM_LAYOUT = PhantomLayout(
     1024, NIH_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan, normals=False
+)
+
+
+# The source's row of the source table (builtin.SOURCES).
+SOURCE = Source(
+    "nih_cxr14",
+    parse_nih_cxr14,
+    tuple(NIH_CLASSES),
+    official_split=True,
+    phantom_layout=PHANTOM_LAYOUT,
 )

@@ -11,9 +11,9 @@ import os
 
 from ..paths import require_dir
 from ..phantom import PHANTOM_CLASSES, generate_phantom_dataset
-from .common import Variant, box_annotation, category_index
+from .common import Source, Variant, box_annotation, category_index
 
-__all__ = ["PHANTOM_CLASSES", "PHANTOM_VARIANTS", "parse_phantom"]
+__all__ = ["SOURCE", "PHANTOM_CLASSES", "PHANTOM_VARIANTS", "parse_phantom"]
 
 # Each size its own folder, so that using one never redraws another's cache.
 PHANTOM_VARIANTS = (
@@ -68,3 +68,13 @@ def parse_phantom(root, classes, log, num_images=600, size=512, seed=0):
         }
         for im in coco["images"]
     ]
+
+
+# The source's row of the source table (builtin.SOURCES).
+SOURCE = Source(
+    "cxr_phantom",
+    parse_phantom,
+    tuple(PHANTOM_CLASSES),
+    generated=True,
+    variants=PHANTOM_VARIANTS,
+)

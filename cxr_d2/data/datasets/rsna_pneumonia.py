@@ -20,9 +20,9 @@ from ..checks import parse_number
 from ..dicom import image_size
 from ..phantom.dicom_writer import write_dicom
 from ..phantom.plan import Finding, PhantomLayout, drawn
-from .common import box_annotation
+from .common import Source, box_annotation
 
-__all__ = ["RSNA_CLASSES", "PHANTOM_LAYOUT", "parse_rsna_pneumonia"]
+__all__ = ["SOURCE", "RSNA_CLASSES", "PHANTOM_LAYOUT", "parse_rsna_pneumonia"]
 
 RSNA_CLASSES = ["Lung Opacity"]
 CSV_NAME = "stage_2_train_labels.csv"
@@ -118,4 +118,13 @@ def _write_phantom(root, items, size, seed, **_):
 
 PHANTOM_LAYOUT = PhantomLayout(
     1024, RSNA_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan
+)
+
+
+# The source's row of the source table (builtin.SOURCES).
+SOURCE = Source(
+    "rsna_pneumonia",
+    parse_rsna_pneumonia,
+    tuple(RSNA_CLASSES),
+    phantom_layout=PHANTOM_LAYOUT,
 )

@@ -25,8 +25,9 @@ from ..dicom import DICOM_EXTENSIONS, image_size
 from ..masks import decode_relative_rle, encode_relative_rle, mask_to_box, mask_to_rle
 from ..phantom.dicom_writer import write_dicom
 from ..phantom.plan import Finding, PhantomLayout, drawn
+from .common import Source
 
-__all__ = ["SIIM_CLASSES", "PHANTOM_LAYOUT", "parse_siim_ptx", "find_dicoms"]
+__all__ = ["SOURCE", "SIIM_CLASSES", "PHANTOM_LAYOUT", "parse_siim_ptx", "find_dicoms"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,3 +169,7 @@ def _write_phantom(root, items, size, seed, **_):
 PHANTOM_LAYOUT = PhantomLayout(
     1024, SIIM_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan
 )
+
+
+# The source's row of the source table (builtin.SOURCES).
+SOURCE = Source("siim_ptx", parse_siim_ptx, tuple(SIIM_CLASSES), phantom_layout=PHANTOM_LAYOUT)

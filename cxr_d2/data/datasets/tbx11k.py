@@ -24,9 +24,9 @@ from ..checks import parse_number
 from ..dicom import image_size
 from ..phantom.plan import Finding, PhantomLayout, drawn, write_png
 from .coco_json import iter_coco_annotations, read_coco_images
-from .common import box_annotation, category_index
+from .common import Source, box_annotation, category_index
 
-__all__ = ["TBX11K_CLASSES", "PHANTOM_LAYOUT", "parse_tbx11k", "tbx11k_image_path"]
+__all__ = ["SOURCE", "TBX11K_CLASSES", "PHANTOM_LAYOUT", "parse_tbx11k", "tbx11k_image_path"]
 
 TBX11K_CLASSES = ["ActiveTuberculosis", "ObsoletePulmonaryTuberculosis", "PulmonaryTuberculosis"]
 PARTS = (("TBX11K_train", "trainval"), ("TBX11K_val", "test"))
@@ -239,4 +239,14 @@ def _write_phantom_part(root, part, items, size, seed):
 
 PHANTOM_LAYOUT = PhantomLayout(
     512, TBX11K_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan
+)
+
+
+# The source's row of the source table (builtin.SOURCES).
+SOURCE = Source(
+    "tbx11k",
+    parse_tbx11k,
+    tuple(TBX11K_CLASSES),
+    official_split=True,
+    phantom_layout=PHANTOM_LAYOUT,
 )

@@ -30,9 +30,9 @@ from ..dicom import image_size
 from ..masks import mask_to_box, mask_to_rle, read_mask_png, segmentation_to_mask
 from ..phantom.plan import PhantomLayout, drawn, mask_polygon, write_png
 from .coco_json import iter_coco_annotations, read_coco_images
-from .common import category_index
+from .common import Source, category_index
 
-__all__ = ["UML_PAPER_CLASSES", "PHANTOM_LAYOUT", "parse_uml_peru"]
+__all__ = ["SOURCE", "UML_PAPER_CLASSES", "PHANTOM_LAYOUT", "parse_uml_peru"]
 
 UML_PAPER_CLASSES = ["Airspace Consolidation", "Cavitation", "Lymphadenopathy", "Pleural Effusion"]
 _MASK_NAME = re.compile(r"^(?P<cls>.+)_(?P<k>\d+)\.png$", re.IGNORECASE)
@@ -202,3 +202,7 @@ def _write_phantom(root, items, size, seed, uml_masks="coco", **_):
 
 # Masks only, no annotation file to read a plan from.
 PHANTOM_LAYOUT = PhantomLayout(512, UML_PAPER_CLASSES, _phantom_image, _write_phantom)
+
+
+# The source's row of the source table (builtin.SOURCES).
+SOURCE = Source("uml_peru", parse_uml_peru, tuple(UML_PAPER_CLASSES), phantom_layout=PHANTOM_LAYOUT)

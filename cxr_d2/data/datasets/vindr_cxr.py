@@ -37,9 +37,10 @@ from ..checks import parse_number
 from ..dicom import image_size
 from ..phantom.dicom_writer import write_dicom
 from ..phantom.plan import Finding, PhantomLayout, drawn
-from .common import Variant, box_annotation, category_index
+from .common import Source, Variant, box_annotation, category_index
 
 __all__ = [
+    "SOURCE",
     "VINDR_KAGGLE_CLASSES",
     "VINDR_PHYSIONET_CLASSES",
     "VINDR_VARIANTS",
@@ -315,4 +316,15 @@ def _write_phantom(root, items, size, seed, **_):
 
 PHANTOM_LAYOUT = PhantomLayout(
     1024, VINDR_KAGGLE_CLASSES, _phantom_image, _write_phantom, _read_phantom_plan
+)
+
+
+# The source's row of the source table (builtin.SOURCES).
+SOURCE = Source(
+    "vindr_cxr",
+    parse_vindr_cxr,
+    tuple(VINDR_KAGGLE_CLASSES),
+    official_split=True,
+    variants=VINDR_VARIANTS,
+    phantom_layout=PHANTOM_LAYOUT,
 )

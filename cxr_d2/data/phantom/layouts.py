@@ -6,12 +6,11 @@ annotation file (:func:`plan_from_annotations`), so lesions land at the real box
 :func:`write_layout` then writes the source's files: annotation CSV/JSON/XML exactly as
 published, PNG or DICOM images.
 
-The layouts are the rows of the source table (`cxr_d2.data.datasets.SOURCES`) whose module,
-the one of the row's `parse`, defines a :class:`~.plan.PhantomLayout` named `PHANTOM_LAYOUT`:
-the source's native image size, classes, file names, writer and annotation reader.
+The layouts are the rows of the source table (`cxr_d2.data.datasets.SOURCES`) with a
+`phantom_layout` (:class:`~.plan.PhantomLayout`, defined in the source's module): the
+source's native image size, classes, file names, writer and annotation reader.
 """
 
-import inspect
 import os
 
 import numpy as np
@@ -33,9 +32,8 @@ __all__ = [
 def _layouts():
     found = {}
     for name, source in datasets.SOURCES.items():
-        layout = getattr(inspect.getmodule(source.parse), "PHANTOM_LAYOUT", None)
-        if layout is not None:
-            found[name] = layout
+        if source.phantom_layout is not None:
+            found[name] = source.phantom_layout
     return found
 
 
