@@ -4,7 +4,16 @@ import os
 from cxr_d2.data.datasets.phantom import PHANTOM_VARIANTS
 from cxr_d2.engine import Trainer, check_config
 
-__all__ = ["REPO_ROOT", "SHARED", "TINY", "TINY_SIZE", "TWO_FILMS", "train"]
+__all__ = [
+    "REPO_ROOT",
+    "SHARED",
+    "TINY",
+    "TINY_OPTS",
+    "TINY_SIZE",
+    "TWO_FILMS",
+    "cpu_config",
+    "train",
+]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Third-party data and reference outputs beside the repository; tests skip where absent.
@@ -16,6 +25,20 @@ TINY = "cxr_phantom_tiny"
 TINY_SIZE = next(dict(v.options) for v in PHANTOM_VARIANTS if v.name == "tiny")
 # The two films of the overfit tests, registered by the `two_films` fixture.
 TWO_FILMS = "cxr_phantom_tiny_two"
+
+# Overrides for a 3-iteration run on the tiny phantom set at 128 px.
+TINY_OPTS = [
+    "DATASETS.TRAIN", f"('{TINY}_train',)", "DATASETS.TEST", f"('{TINY}_test',)",
+    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
+    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "2",
+    "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0",
+]
+
+
+def cpu_config(family):
+    """configs/Phantom/<family>_R_18_FPN_cpu.yaml (relative to the repository root)."""
+    return os.path.join("configs", "Phantom", f"{family}_R_18_FPN_cpu.yaml")
 
 
 def train(cfg):

@@ -9,26 +9,13 @@ from detectron2.config import get_cfg
 from cxr_d2.config import add_cxr_config
 from cxr_d2.engine import Trainer, check_config
 
-from tests.helpers import TINY
+from tests.helpers import TINY, TINY_OPTS, cpu_config
 
 FAMILIES = ["faster_rcnn", "retinanet", "mask_rcnn"]
-TINY_OPTS = [
-    "DATASETS.TRAIN", f"('{TINY}_train',)", "DATASETS.TEST", f"('{TINY}_test',)",
-    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "2",
-    "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0",
-]
-
-
-def _config(family):
-    return os.path.join("configs", "Phantom", f"{family}_R_18_FPN_cpu.yaml")
-
-
 def _train(family, output_dir):
     cfg = get_cfg()
     add_cxr_config(cfg)
-    cfg.merge_from_file(_config(family))
+    cfg.merge_from_file(cpu_config(family))
     cfg.merge_from_list(TINY_OPTS + ["OUTPUT_DIR", str(output_dir)])
     check_config(cfg)
     cfg.freeze()
@@ -60,7 +47,7 @@ def test_eval_only_from_checkpoint(tiny_phantom, tmp_path):
     """train_net.py --eval-only on a saved checkpoint prints the COCO table (bbox and segm)."""
     _train("mask_rcnn", tmp_path)
     r = _run_tool(
-        "--config-file", _config("mask_rcnn"), "--eval-only",
+        "--config-file", cpu_config("mask_rcnn"), "--eval-only",
         *TINY_OPTS, "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"),
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # a 3-iteration model is not confident
         "OUTPUT_DIR", str(tmp_path / "eval"), env=tiny_phantom,
@@ -81,7 +68,7 @@ def test_eval_only_from_checkpoint(tiny_phantom, tmp_path):
     ],
 )
 def test_bad_input_ends_with_one_line(opts, message, tmp_path):
-    r = _run_tool("--config-file", _config("retinanet"), "OUTPUT_DIR", str(tmp_path), *opts)
+    r = _run_tool("--config-file", cpu_config("retinanet"), "OUTPUT_DIR", str(tmp_path), *opts)
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith(message), r.stderr[-2000:]
     assert "Traceback" not in r.stderr

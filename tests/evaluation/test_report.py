@@ -21,14 +21,13 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from cxr_d2.config import add_cxr_config
 from cxr_d2.engine import Trainer, check_config
 
-from tests.helpers import TINY
-from tests.engine.test_train import TINY_OPTS, _config
+from tests.helpers import TINY, TINY_OPTS, cpu_config
 
 
 def _cfg(family, output_dir, extra=()):
     cfg = get_cfg()
     add_cxr_config(cfg)
-    cfg.merge_from_file(_config(family))
+    cfg.merge_from_file(cpu_config(family))
     cfg.merge_from_list(TINY_OPTS + ["OUTPUT_DIR", str(output_dir), *extra])
     check_config(cfg)
     cfg.freeze()

@@ -22,7 +22,7 @@ from cxr_d2.errors import ConfigError
 from cxr_d2.evaluation import METRICS_FILE
 from cxr_d2.modeling import SOLOv2
 
-from tests.engine.test_train import TINY_OPTS
+from tests.helpers import TINY_OPTS
 from tests.helpers import TINY, train
 from tests.helpers import TWO_FILMS as TWO
 
