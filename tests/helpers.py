@@ -1,6 +1,9 @@
 """Constants and helpers shared by the test modules (fixtures live in conftest.py)."""
 import os
 
+from detectron2.config import get_cfg
+
+from cxr_d2.config import add_cxr_config
 from cxr_d2.data.datasets.phantom import PHANTOM_VARIANTS
 from cxr_d2.engine import Trainer, check_config
 
@@ -11,6 +14,7 @@ __all__ = [
     "TINY_OPTS",
     "TINY_SIZE",
     "TWO_FILMS",
+    "base_config",
     "cpu_config",
     "train",
 ]
@@ -34,6 +38,24 @@ TINY_OPTS = [
     "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "2",
     "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0",
 ]
+
+
+def base_config(path, **over):
+    """
+    A cxr-d2 config merged from `path`, on the CPU, with `over` set by dotted key
+    (`base_config("configs/Base-SSD.yaml", **{"MODEL.SSD.NUM_CLASSES": 4})`).
+    """
+    cfg = get_cfg()
+    add_cxr_config(cfg)
+    cfg.merge_from_file(path)
+    cfg.MODEL.DEVICE = "cpu"
+    for key, value in over.items():
+        node = cfg
+        *path_keys, leaf = key.split(".")
+        for k in path_keys:
+            node = node[k]
+        node[leaf] = value
+    return cfg
 
 
 def cpu_config(family):

@@ -5,17 +5,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from cxr_d2.config import add_cxr_config
 from cxr_d2.errors import ConfigError
 from cxr_d2.modeling.backbone.vgg import L2Norm
 from cxr_d2.modeling.ssd.loss import hard_negative_mining, ssd_losses, ssd_match
 from cxr_d2.modeling.ssd.prior import SSDPriorGenerator, ssd_cell_priors
+
+from tests.helpers import base_config
 
 R2 = math.sqrt(2)
 
@@ -52,18 +52,7 @@ def test_prior_grid_order_and_centres():
 
 
 def ssd_cfg(**over):
-    cfg = get_cfg()
-    add_cxr_config(cfg)
-    cfg.merge_from_file("configs/Base-SSD.yaml")
-    cfg.MODEL.SSD.NUM_CLASSES = 4
-    cfg.MODEL.DEVICE = "cpu"
-    for k, v in over.items():
-        node = cfg
-        *path, leaf = k.split(".")
-        for p in path:
-            node = node[p]
-        node[leaf] = v
-    return cfg
+    return base_config("configs/Base-SSD.yaml", **{"MODEL.SSD.NUM_CLASSES": 4, **over})
 
 
 def narrow_ssd512_cfg():

@@ -4,12 +4,10 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from cxr_d2.config import add_cxr_config
 from cxr_d2.errors import ConfigError
 from cxr_d2.modeling.yolov3.targets import (
     assign_yolo_targets,
@@ -18,6 +16,8 @@ from cxr_d2.modeling.yolov3.targets import (
     wh_iou,
     yolo_grid,
 )
+
+from tests.helpers import base_config
 
 COCO_ANCHORS = torch.tensor(
     [
@@ -83,18 +83,7 @@ def test_targets_and_decoding_round_trip():
 
 
 def yolo_cfg(**over):
-    cfg = get_cfg()
-    add_cxr_config(cfg)
-    cfg.merge_from_file("configs/Base-YOLOv3.yaml")
-    cfg.MODEL.YOLOV3.NUM_CLASSES = 4
-    cfg.MODEL.DEVICE = "cpu"
-    for k, v in over.items():
-        node = cfg
-        *path, leaf = k.split(".")
-        for p in path:
-            node = node[p]
-        node[leaf] = v
-    return cfg
+    return base_config("configs/Base-YOLOv3.yaml", **{"MODEL.YOLOV3.NUM_CLASSES": 4, **over})
 
 
 def tiny_yolo_cfg(**over):
