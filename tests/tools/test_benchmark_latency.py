@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.modeling.test_ssd_yolov3_train import CONFIGS
+from tests.modeling.tiny_dense import CONFIGS
 
 
 def test_benchmark_latency_tool(repo_root, one_thread, tmp_path, capsys):

@@ -114,7 +114,7 @@ def test_a_few_iterations_with_ssd_augmentation(tiny_phantom, one_thread, tmp_pa
     from cxr_d2.engine import Trainer, check_config
 
     from tests.helpers import TINY_OPTS
-    from tests.modeling.test_ssd_yolov3_train import TINY_MODEL
+    from tests.modeling.tiny_dense import TINY_MODEL
 
     class SSDTrainer(Trainer):
         @classmethod
