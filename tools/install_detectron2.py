@@ -84,6 +84,14 @@ PATCHES = [
         1,
     ),
     ("setup.py", r"\"black==21\.4b2\"", '"black"', 1),
+    # 7. Python 3.11 refuses random.sample on a set: MapDataset crashed on the first image its
+    #    mapper skipped (returned None) instead of drawing another one.
+    (
+        "detectron2/data/common.py",
+        r"self\._rng\.sample\(self\._fallback_candidates, k=1\)",
+        "self._rng.sample(sorted(self._fallback_candidates), k=1)",
+        1,
+    ),
 ]
 
 

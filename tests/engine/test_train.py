@@ -1,15 +1,18 @@
 """A few iterations of every config family on a tiny phantom set, then --eval-only."""
+import copy
 import os
 import subprocess
 import sys
 
 import pytest
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from cxr_d2.config import add_cxr_config
+from cxr_d2.data import mapper
 from cxr_d2.engine import Trainer, check_config
 
-from tests.helpers import TINY, TINY_OPTS, cpu_config
+from tests.helpers import TINY, TINY_OPTS, cpu_config, train
 
 FAMILIES = ["faster_rcnn", "retinanet", "mask_rcnn"]
 def _train(family, output_dir):
@@ -72,3 +75,33 @@ def test_bad_input_ends_with_one_line(opts, message, tmp_path):
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith(message), r.stderr[-2000:]
     assert "Traceback" not in r.stderr
+
+
+def test_training_skips_an_unreadable_image(tiny_phantom, tmp_path, monkeypatch):
+    """Detectron2's MapDataset draws another image when the mapper skips one (it called
+    random.sample on a set, which Python 3.11 refuses); training runs to its last iteration."""
+    name = "cxr_test_one_unreadable"
+    records = [r for r in DatasetCatalog.get(f"{TINY}_train") if r["annotations"]][:4]
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    records[0]["file_name"] = str(tmp_path / "broken.png")
+    DatasetCatalog.register(name, lambda: copy.deepcopy(records))
+    MetadataCatalog.get(name).set(
+        thing_classes=MetadataCatalog.get(f"{TINY}_train").thing_classes, evaluator_type="coco"
+    )
+    try:
+        cfg = get_cfg()
+        add_cxr_config(cfg)
+        cfg.merge_from_file(cpu_config("retinanet"))
+        cfg.merge_from_list(
+            TINY_OPTS
+            + ["DATASETS.TRAIN", f"('{name}',)", "SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "0"]
+            + ["OUTPUT_DIR", str(tmp_path / "out")]
+        )
+        warnings = []
+        monkeypatch.setattr(mapper.logger, "warning", warnings.append)
+        trainer, _ = train(cfg)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert trainer.iter == trainer.max_iter == 4  # every iteration ran
+    assert warnings and all("broken.png" in w for w in warnings)
