@@ -1,3 +1,5 @@
+"""AtomicCheckpointer: a kill at any write point, or a cut file, never loses the last good
+checkpoint, and --resume continues from the newest intact one."""
 import os
 
 import pytest
@@ -7,28 +9,103 @@ from torch import nn
 from cxr_d2.engine import AtomicCheckpointer
 
 
-def test_crash_while_saving_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+class Killed(BaseException):
+    """A kill -9 stand-in: nothing after it runs."""
+
+
+def _model(value):
     model = nn.Linear(3, 2)
-    ckpt = AtomicCheckpointer(model, str(tmp_path))
-    ckpt.save("model_0000009", iteration=9)
-    good = torch.load(tmp_path / "model_0000009.pth", weights_only=False)
-
-    real_save = torch.save
-
-    def crash(data, path, *a, **k):
-        with open(path, "wb") as f:
-            f.write(b"half a checkpoint")
-        raise KeyboardInterrupt("killed while saving")
-
-    monkeypatch.setattr(torch, "save", crash)
     with torch.no_grad():
-        model.weight.add_(1.0)
-    with pytest.raises(KeyboardInterrupt):
-        ckpt.save("model_0000019", iteration=19)
-    monkeypatch.setattr(torch, "save", real_save)
+        model.weight.fill_(value)
+    return model
 
-    assert not os.path.exists(tmp_path / "model_0000019.pth")
-    assert ckpt.get_checkpoint_file().endswith("model_0000009.pth")
+
+def _resumed_weight(folder):
     restored = nn.Linear(3, 2)
-    AtomicCheckpointer(restored, str(tmp_path)).resume_or_load("", resume=True)
-    assert torch.equal(restored.weight, good["model"]["weight"])
+    AtomicCheckpointer(restored, str(folder)).resume_or_load("", resume=True)
+    return restored.weight[0, 0].item()
+
+
+# The write points of one save, in order: the checkpoint's bytes, their fsync, its rename, the
+# folder's fsync; the tag's fsync (its bytes are written just before), its rename, the folder's.
+WRITE_POINTS = [
+    ("save", 1), ("fsync", 1), ("replace", 1), ("fsync", 2), ("fsync", 3), ("replace", 2), ("fsync", 4)
+]
+
+
+@pytest.mark.parametrize("point", WRITE_POINTS, ids=[f"{p}{n}" for p, n in WRITE_POINTS])
+def test_kill_at_every_write_point_resumes_from_the_newest_intact(point, tmp_path, monkeypatch):
+    AtomicCheckpointer(_model(1.0), str(tmp_path)).save("model_0000009", iteration=9)
+    calls = {"save": 0, "fsync": 0, "replace": 0}
+
+    def killing(kind, real):
+        def wrapper(*args, **kwargs):
+            calls[kind] += 1
+            if (kind, calls[kind]) == point:
+                if kind == "save":  # part of the bytes reach the file, then the kill
+                    args[1].write(b"PK\x03\x04 half a checkpoint")
+                raise Killed(point)
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(torch, "save", killing("save", torch.save))
+    monkeypatch.setattr(os, "fsync", killing("fsync", os.fsync))
+    monkeypatch.setattr(os, "replace", killing("replace", os.replace))
+    with pytest.raises(Killed):
+        AtomicCheckpointer(_model(2.0), str(tmp_path)).save("model_0000019", iteration=19)
+    monkeypatch.undo()
+
+    renamed = WRITE_POINTS.index(point) > WRITE_POINTS.index(("replace", 1))
+    assert _resumed_weight(tmp_path) == (2.0 if renamed else 1.0)
+    # A later save succeeds whatever the kill left behind, and is the one resumed.
+    AtomicCheckpointer(_model(3.0), str(tmp_path)).save("model_0000029", iteration=29)
+    assert _resumed_weight(tmp_path) == 3.0
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000029.pth"
+
+
+def test_cut_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    """A power loss cut the newest file after its tag was written: resume takes the older."""
+    ckpt = AtomicCheckpointer(_model(1.0), str(tmp_path))
+    ckpt.save("model_0000009", iteration=9)
+    AtomicCheckpointer(_model(2.0), str(tmp_path)).save("model_0000019", iteration=19)
+    newest = tmp_path / "model_0000019.pth"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    assert ckpt.get_checkpoint_file() == str(tmp_path / "model_0000009.pth")
+    assert _resumed_weight(tmp_path) == 1.0
+
+
+def test_empty_tag_falls_back_to_the_newest_intact_checkpoint(tmp_path):
+    """An empty `last_checkpoint` (as a kill between truncating and writing it left before)."""
+    AtomicCheckpointer(_model(1.0), str(tmp_path)).save("model_0000009", iteration=9)
+    (tmp_path / "last_checkpoint").write_text("")
+    assert _resumed_weight(tmp_path) == 1.0
+
+
+def test_full_disk_leaves_no_tmp_and_keeps_the_tag(tmp_path, monkeypatch):
+    ckpt = AtomicCheckpointer(_model(1.0), str(tmp_path))
+    ckpt.save("model_0000009", iteration=9)
+
+    def full(data, f):
+        f.write(b"PK")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError):
+        ckpt.save("model_0000019", iteration=19)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000009.pth"
+
+
+def test_nothing_to_resume_starts_from_scratch(tmp_path):
+    ckpt = AtomicCheckpointer(_model(1.0), str(tmp_path))
+    assert not ckpt.has_checkpoint() and ckpt.get_checkpoint_file() == ""
+
+
+def test_stale_tmp_from_a_kill_does_not_block_later_saves(tmp_path):
+    (tmp_path / "model_0000019.pth.tmp").write_bytes(b"PK half a checkpoint")
+    (tmp_path / "last_checkpoint.tmp").write_bytes(b"model_00")
+    AtomicCheckpointer(_model(2.0), str(tmp_path)).save("model_0000019", iteration=19)
+    assert _resumed_weight(tmp_path) == 2.0
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000019.pth"
