@@ -26,7 +26,6 @@ import time
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
@@ -37,6 +36,7 @@ import cxr_d2  # noqa: F401 (registers the models and datasets)
 from cxr_d2 import CXRError
 from cxr_d2.config import add_cxr_config, resolve_num_classes
 from cxr_d2.data.phantom import draw_phantom
+from cxr_d2.engine import AtomicCheckpointer
 from cxr_d2.engine.projects import project_config_fns
 
 
@@ -82,7 +82,7 @@ def build(config_file, weights, opts, device):
     if weights:
         if not os.path.isfile(weights):
             raise CXRError(f"--weights {weights} does not exist")
-        DetectionCheckpointer(model).load(weights)
+        AtomicCheckpointer(model).load(weights)
     resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     return cfg, model, resize
 

@@ -1,14 +1,67 @@
-"""A checkpointer whose files are complete or absent, never half written, and that resumes from
-the newest intact checkpoint."""
+"""A checkpointer whose files are complete or absent, never half written, that resumes from
+the newest intact checkpoint and runs no code from a weights file."""
+
 import os
+import pickle
 import zipfile
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["AtomicCheckpointer", "is_intact_checkpoint", "write_atomic"]
+from ..errors import CXRError
+
+__all__ = ["AtomicCheckpointer", "is_intact_checkpoint", "load_pkl_weights", "write_atomic"]
 
 TAG = "last_checkpoint"
+
+# What a `.pkl` of weights may name (Detectron2's and Caffe2's model-zoo files are dicts of
+# NumPy arrays): NumPy's array reconstruction, and the latin1 bytes codec of protocol 2.
+_PKL_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+    ("collections", "OrderedDict"),
+}
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _PKL_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which a weights file never needs")
+
+
+def load_pkl_weights(filename):
+    """
+    Read a Detectron2 / Caffe2 model-zoo `.pkl` as Detectron2's checkpointer does, with an
+    unpickler that admits only dicts, lists, numbers, strings and NumPy arrays: a `.pkl` that
+    would run code is refused with a CXRError naming the file.
+
+    Returns:
+        dict: `{"model": {name: array}, "__author__": ..., ...}` as DetectionCheckpointer.
+    """
+    try:
+        with open(filename, "rb") as f:
+            data = _ArraysOnlyUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise CXRError(
+            f"MODEL.WEIGHTS {filename}: refused to unpickle ({e}); give a Detectron2 .pth "
+            "checkpoint or a .pkl of arrays"
+        ) from None
+    if not isinstance(data, dict):
+        raise CXRError(
+            f"MODEL.WEIGHTS {filename}: a .pkl of weights holds a dict, not "
+            f"{type(data).__name__}"
+        )
+    if "model" in data and "__author__" in data:
+        return data
+    data = data.get("blobs", data)  # detection models have "blobs", ImageNet models do not
+    data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+    return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
 
 
 def _fsync_dir(path):
@@ -95,6 +148,11 @@ class AtomicCheckpointer(DetectionCheckpointer):
                 return path
             self.logger.warning(f"Checkpoint {path} is incomplete or unreadable; skipping it")
         return ""
+
+    def _load_file(self, filename):
+        if filename.endswith(".pkl"):
+            return load_pkl_weights(filename)
+        return super()._load_file(filename)  # .pth/.pyth: torch.load, weights only
 
     def _tag_path(self):
         return os.path.join(self.save_dir, TAG)

@@ -2,11 +2,11 @@
 import sys
 
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import launch
 from detectron2.evaluation import verify_results
 
 from ..errors import CXRError
+from .checkpoint import AtomicCheckpointer
 from .setup import setup_cfg
 from .trainer import Trainer
 
@@ -25,7 +25,7 @@ def train_or_evaluate(args, extra_config_fns=()):
     cfg = setup_cfg(args, extra_config_fns=extra_config_fns)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         res = Trainer.test(cfg, model)

@@ -1,12 +1,19 @@
 """AtomicCheckpointer: a kill at any write point, or a cut file, never loses the last good
 checkpoint, and --resume continues from the newest intact one."""
 import os
+import pickle
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from cxr_d2 import CXRError
 from cxr_d2.engine import AtomicCheckpointer
+
+from tests.helpers import cpu_config
 
 
 class Killed(BaseException):
@@ -109,3 +116,53 @@ def test_stale_tmp_from_a_kill_does_not_block_later_saves(tmp_path):
     AtomicCheckpointer(_model(2.0), str(tmp_path)).save("model_0000019", iteration=19)
     assert _resumed_weight(tmp_path) == 2.0
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000019.pth"
+
+
+class _RunsCode:
+    """A pickle that would create a folder when unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_pkl_that_would_run_code_is_refused(tmp_path):
+    evil = tmp_path / "weights.pkl"
+    evil.write_bytes(pickle.dumps({"model": _RunsCode(str(tmp_path / "pwned"))}, protocol=2))
+    with pytest.raises(CXRError, match=r"weights\.pkl: refused to unpickle .*posix\.mkdir"):
+        AtomicCheckpointer(nn.Linear(3, 2)).load(str(evil))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_pkl_that_would_run_code_ends_eval_only_in_one_line(tmp_path):
+    evil = tmp_path / "weights.pkl"
+    evil.write_bytes(pickle.dumps(_RunsCode(str(tmp_path / "pwned"))))
+    cmd = [
+        sys.executable, os.path.join("tools", "train_net.py"), "--eval-only",
+        "--config-file", cpu_config("retinanet"), "MODEL.WEIGHTS", str(evil),
+        "OUTPUT_DIR", str(tmp_path / "out"),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: MODEL.WEIGHTS {evil}: refused")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("layout", ["detectron2", "caffe2_blobs", "imagenet"])
+def test_pkl_of_arrays_loads_as_detectron2_reads_it(layout, tmp_path):
+    weight = np.arange(6, dtype=np.float32).reshape(2, 3)
+    arrays = {"weight": weight, "bias": np.array([0.5, -0.5], dtype=np.float32)}
+    data = {
+        "detectron2": {"model": arrays, "__author__": "test"},
+        "caffe2_blobs": {"blobs": dict(arrays, weight_momentum=np.zeros((2, 3)))},
+        "imagenet": arrays,
+    }[layout]
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=2))  # protocol 2, as Detectron2's files
+    model = nn.Linear(3, 2)
+    loaded = AtomicCheckpointer(model)._load_file(str(path))
+    assert set(loaded["model"]) == {"weight", "bias"}
+    AtomicCheckpointer(model).load(str(path))
+    assert torch.equal(model.weight, torch.from_numpy(weight))
