@@ -152,7 +152,13 @@ class AtomicCheckpointer(DetectionCheckpointer):
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
             return load_pkl_weights(filename)
-        return super()._load_file(filename)  # .pth/.pyth: torch.load, weights only
+        try:
+            return super()._load_file(filename)  # .pth/.pyth: torch.load, weights only
+        except pickle.UnpicklingError as e:
+            first = str(e).strip().splitlines()[0]
+            raise CXRError(
+                f"MODEL.WEIGHTS {filename}: refused by torch.load's weights-only mode ({first})"
+            ) from None
 
     def _tag_path(self):
         return os.path.join(self.save_dir, TAG)

@@ -166,3 +166,11 @@ def test_pkl_of_arrays_loads_as_detectron2_reads_it(layout, tmp_path):
     assert set(loaded["model"]) == {"weight", "bias"}
     AtomicCheckpointer(model).load(str(path))
     assert torch.equal(model.weight, torch.from_numpy(weight))
+
+
+def test_pth_that_would_run_code_is_refused(tmp_path):
+    evil = tmp_path / "model_final.pth"
+    torch.save({"model": _RunsCode(str(tmp_path / "pwned"))}, evil)
+    with pytest.raises(CXRError, match=r"model_final\.pth: refused by torch.load's weights-only"):
+        AtomicCheckpointer(nn.Linear(3, 2)).load(str(evil))
+    assert not (tmp_path / "pwned").exists()
