@@ -1,6 +1,7 @@
 """Weight initialisations shared by the heads and backbones."""
 import math
 
+from fvcore.nn import weight_init
 from torch import nn
 
 __all__ = ["prior_bias", "init_conv"]
@@ -25,25 +26,26 @@ def init_conv(conv, init, activation="relu"):
     Initialise `conv` (an nn.Conv2d or subclass) in place; its bias, if any, to 0.
 
     Args:
-        init (str): "normal": N(0, 0.01) (AdelaiDet's heads); "xavier": Kaiming uniform with
-            a = 1 (fvcore's `c2_xavier_fill`); "kaiming": Kaiming normal, fan_out, with the
-            gain of `activation` (fvcore's `c2_msra_fill` for ReLU).
+        init (str): "normal": N(0, 0.01) (AdelaiDet's heads); "xavier": fvcore's
+            `c2_xavier_fill`; "kaiming": fvcore's `c2_msra_fill` for ReLU, else Kaiming normal,
+            fan_out, with the gain of `activation`.
         activation (str): "relu", "leaky_relu" (slope LEAKY_SLOPE) or "" (linear); read by
             "kaiming" only.
     """
-    if init == "normal":
-        nn.init.normal_(conv.weight, std=0.01)
-    elif init == "xavier":
-        nn.init.kaiming_uniform_(conv.weight, a=1)
-    elif init == "kaiming":
-        if activation == "leaky_relu":
+    if init == "xavier":
+        weight_init.c2_xavier_fill(conv)
+    elif init == "kaiming" and activation == "relu":
+        weight_init.c2_msra_fill(conv)
+    elif init in ("normal", "kaiming"):
+        if init == "normal":
+            nn.init.normal_(conv.weight, std=0.01)
+        elif activation == "leaky_relu":
             nn.init.kaiming_normal_(
                 conv.weight, a=LEAKY_SLOPE, mode="fan_out", nonlinearity="leaky_relu"
             )
         else:
-            nonlinearity = "relu" if activation == "relu" else "linear"
-            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity=nonlinearity)
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="linear")
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
     else:
         raise ValueError(f"init is {init!r}; use 'normal', 'xavier', 'kaiming' or None")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
