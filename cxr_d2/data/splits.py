@@ -1,6 +1,7 @@
 """Deterministic train/val/test splits grouped by patient, and the run's image manifest."""
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -16,6 +17,8 @@ __all__ = [
     "MANIFEST_FILE",
     "write_manifest",
 ]
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SPLIT_MODES = ("random", "official")
@@ -77,8 +80,14 @@ def write_manifest(path, datasets, update=False):
         for name, dicts in datasets.items()
     }
     if update and os.path.isfile(path):
-        with open(path) as f:
-            old = json.load(f)
+        try:
+            with open(path) as f:
+                old = json.load(f)
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:  # written by an older or killed run: start anew
+            logger.warning(f"{path} is unreadable ({e}); writing it anew")
+            old = {}
         if all(old.get(name) == files for name, files in manifest.items()):
             return
         manifest = {**old, **manifest}

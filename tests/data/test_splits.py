@@ -1,8 +1,10 @@
+import json
+import os
 from collections import Counter
 
 import pytest
 
-from cxr_d2.data.splits import select_split, split_by_group
+from cxr_d2.data.splits import select_split, split_by_group, write_manifest
 from cxr_d2.errors import ConfigError, DatasetError
 
 
@@ -52,3 +54,10 @@ def test_select_split_random_and_official():
     no_official = [dict(r, official_split=None) for r in records]
     with pytest.raises(DatasetError, match="no official split.*without '_official'"):
         select_split(no_official, "train", "official", 0, source="uml_peru")
+
+
+def test_unreadable_manifest_is_rewritten_not_a_traceback(tmp_path):
+    path = tmp_path / "split_manifest.json"
+    path.write_text('{"cut": [')
+    write_manifest(str(path), {"a_test": [{"file_name": "x/1.png"}]}, update=True)
+    assert json.loads(path.read_text()) == {"a_test": [os.path.normpath("x/1.png")]}
