@@ -29,6 +29,15 @@ def add_cxr_config(cfg):
     # Task types the evaluator scores: empty = "bbox", plus "segm" when MODEL.MASK_ON.
     cfg.CXR.EVAL_TASKS = []
 
+    # What the data readers accept (cxr_d2/data/policy.py, docs/reliability.md).
+    cfg.CXR.DATA = CN()
+    # Refuse an image whose header states more pixels than this, before decoding it
+    # (decompression bombs; a 30000x30000 DICOM would need GiBs). The largest CXRs are ~15 Mpx.
+    cfg.CXR.DATA.MAX_IMAGE_PIXELS = 100_000_000
+    # Let an annotation's file_name name a file outside its dataset's folder (absolute or
+    # with ../); off, such an image is reported and skipped.
+    cfg.CXR.DATA.ALLOW_FILES_OUTSIDE_ROOT = False
+
     # Evaluation (cxr_d2/evaluation, docs/evaluation.md).
     cfg.CXR.EVAL = CN()
     # COCO matching code: "auto" (faster_coco_eval when installed, else pycocotools),

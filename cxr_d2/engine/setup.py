@@ -12,6 +12,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_cxr_config, resolve_num_classes
+from ..data.policy import apply_data_policy
 from ..errors import ConfigError
 
 __all__ = ["setup_cfg", "check_config"]
@@ -41,6 +42,7 @@ def setup_cfg(args, extra_config_fns=()):
         raise ConfigError(f"command-line override {args.opts}: {e}") from None
     check_config(cfg, resume=args.resume)
     cfg.freeze()
+    apply_data_policy(cfg)
     default_setup(cfg, args)
     # default_setup configures the detectron2 and fvcore loggers only
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="cxr_d2")
