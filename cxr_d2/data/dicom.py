@@ -1,23 +1,43 @@
 """
-Pixels of one image file as the model sees them: PNG/JPEG through Detectron2, DICOM through
-pydicom with the modality rescale, the VOI LUT or window, MONOCHROME1 inverted, and more than
-8 bits kept (as float64) until the final scaling to 8 bits.
+Pixels of one image file as the model sees them: PNG/JPEG through Pillow, DICOM through pydicom
+with the modality rescale, the VOI LUT or window, MONOCHROME1 inverted, and more than 8 bits
+kept (as float32) until the final scaling to 8 bits.
 
-Every failure is a :class:`~cxr_d2.errors.DatasetError` naming the file and the reason.
+A file is DICOM by its content, not its name: the `DICM` prefix, or (PACS exports, ACR-NEMA
+files) a dataset pydicom parses with `force=True` that holds Rows and Columns. PNG/JPEG magic
+bytes are checked first, so a raster image is never taken for DICOM.
+
+Decoding is bounded: the pixel count the header states is checked against
+`data_policy().max_image_pixels` (`CXR.DATA.MAX_IMAGE_PIXELS`) before any pixel is decoded
+(a deflated DICOM is inflated only as far as its header allows). A multi-frame DICOM counts all
+its frames against the limit and gives its first frame; RGB/YBR DICOM gives its luminance.
+
+Every failure is a :class:`~cxr_d2.errors.DatasetError`: one line naming the file and the reason.
 """
 
 import functools
+import io
+import math
 import os
+import zlib
 
 import numpy as np
-from detectron2.data import detection_utils as d2_utils
-from PIL import Image
 
 from ..errors import DatasetError
+from .image_io import (
+    check_pixels,
+    gray_to_format,
+    raster_size,
+    read_raster,
+    sniff,
+    stretch_to_unit,
+    unit_to_uint8,
+)
 
 __all__ = [
     "DICOM_EXTENSIONS",
     "is_dicom",
+    "dicom_header",
     "read_dicom",
     "dicom_to_unit",
     "window_to_unit",
@@ -26,24 +46,174 @@ __all__ = [
     "image_size",
 ]
 
+# Names datasets usually give DICOM files; only a hint for error messages, never the test.
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic")
 
+_MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+_COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
+# Inflated bytes a deflated DICOM may hold beyond its pixels (header, overlays, icons).
+_HEADER_BYTES = 16 * 2**20
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 
-def is_dicom(path):
-    """Whether `path` names a DICOM file (by extension, as the datasets list them)."""
-    return path.lower().endswith(DICOM_EXTENSIONS)
+
+def _read_error(path, e):
+    return DatasetError(f"{path}: not a readable DICOM file ({type(e).__name__}: {_line(e)})")
 
 
-def _dcmread(path, **kwargs):
+def _line(e):
+    return " ".join(str(e).split())
+
+
+def _with_syntax(ds):
+    """Give a dataset read without file meta the transfer syntax it was parsed with."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return ds
+    implicit, little = ds.original_encoding
+    ds.file_meta = meta if meta is not None else FileMetaDataset()
+    syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds.file_meta.TransferSyntaxUID = syntax if little or implicit else ExplicitVRBigEndian
+    return ds
+
+
+def _inflate(path, meta, limit):
+    """
+    The dataset of a deflated DICOM, inflated to at most `limit` bytes (PS3.5 A.5).
+
+    Returns:
+        (bytes, bool): the inflated bytes and whether the stream ended within `limit`.
+    """
+    offset = 132 + 12 + int(meta.get("FileMetaInformationGroupLength", -1))
+    if offset < 144:
+        raise DatasetError(f"{path}: deflated DICOM without File Meta Information Group Length")
+    with open(path, "rb") as f:
+        f.seek(offset)
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        out, done = bytearray(), False
+        while len(out) <= limit and not done:
+            chunk = inflater.unconsumed_tail or f.read(2**20)
+            if not chunk:
+                break
+            out += inflater.decompress(chunk, limit + 1 - len(out))
+            done = inflater.eof
+    if len(out) > limit:
+        return bytes(out[:limit]), False
+    return bytes(out), True
+
+
+def _read_deflated(path, meta, pixels_bytes):
+    """Dataset of a deflated DICOM: its header alone (`pixels_bytes` None) or with the pixels."""
+    from pydicom.filereader import read_dataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    limit = _HEADER_BYTES + (pixels_bytes or 0)
+    data, ended = _inflate(path, meta, limit)
+    if pixels_bytes is not None and not ended:
+        raise DatasetError(
+            f"{path}: deflated DICOM inflates to more than the {limit} bytes its header "
+            "accounts for (a decompression bomb or a corrupt file); replace the file"
+        )
+    stop = None if pixels_bytes is not None else (lambda tag, vr, length: tag in _PIXEL_TAGS)
+    ds = read_dataset(io.BytesIO(data), False, True, stop_when=stop)
+    ds.file_meta = meta
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # now inflated
+    return ds
+
+
+def _dcmread(path, pixels_bytes=None):
+    """
+    The dataset of `path` with `file_meta.TransferSyntaxUID` set: the header only when
+    `pixels_bytes` is None, else everything (`pixels_bytes`: what the header's pixels take).
+    """
     import pydicom
-    from pydicom.errors import InvalidDicomError
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+    header_only = pixels_bytes is None
+    fmt = sniff(path)
+    if fmt not in (None, "DICOM"):
+        raise DatasetError(f"{path}: is a {fmt} image, not a DICOM file")
     try:
-        return pydicom.dcmread(path, **kwargs)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file does not exist") from None
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as e:
-        raise DatasetError(f"{path}: not a readable DICOM file ({type(e).__name__}: {e})") from None
+        if fmt == "DICOM":
+            meta = pydicom.filereader.read_file_meta_info(path)
+            if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+                return _read_deflated(path, meta, pixels_bytes)
+            return pydicom.dcmread(path, stop_before_pixels=header_only)
+        return _with_syntax(pydicom.dcmread(path, stop_before_pixels=header_only, force=True))
+    except DatasetError:
+        raise
+    except Exception as e:  # pydicom raises many types on malformed files; all mean "unreadable"
+        raise _read_error(path, e) from None
+
+
+def _int(ds, keyword, path, default=None):
+    """Integer value of a header element, `default` when absent; DatasetError when not one."""
+    value = ds.get(keyword, None)
+    if value in (None, ""):
+        if default is None:
+            raise DatasetError(f"{path}: not a readable DICOM image (its header has no {keyword})")
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: DICOM {keyword} {value!r} is not an integer") from None
+
+
+def _number(ds, keyword, path, default, first=False):
+    """
+    Float value of a DS element: `default` when absent, the first of several when `first`
+    (WindowCenter/Width may list several windows). DatasetError names the element otherwise.
+    """
+    value = ds.get(keyword, None)
+    if value in (None, ""):
+        return default
+    if not isinstance(value, (str, bytes)) and hasattr(value, "__len__"):
+        if not first or not len(value):
+            raise DatasetError(f"{path}: DICOM {keyword} has {len(value)} values, expected one")
+        value = value[0]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise DatasetError(f"{path}: DICOM {keyword} {str(value)!r} is not a finite number")
+    return number
+
+
+def dicom_header(ds, path):
+    """
+    The image geometry of a DICOM header, checked: each bad value is a one-line DatasetError.
+
+    Returns:
+        dict: rows, columns, frames, samples, bits_allocated, photometric.
+    """
+    head = {
+        "rows": _int(ds, "Rows", path),
+        "columns": _int(ds, "Columns", path),
+        "frames": _int(ds, "NumberOfFrames", path, 1),
+        "samples": _int(ds, "SamplesPerPixel", path, 1),
+        "bits_allocated": _int(ds, "BitsAllocated", path, 16),
+        "photometric": str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "").strip(),
+    }
+    bits_stored = _int(ds, "BitsStored", path, head["bits_allocated"])
+    if head["bits_allocated"] not in (1, 8, 16, 32, 64):
+        raise DatasetError(f"{path}: DICOM BitsAllocated {head['bits_allocated']} is not valid")
+    if not 1 <= bits_stored <= head["bits_allocated"]:
+        raise DatasetError(
+            f"{path}: DICOM BitsStored {bits_stored} is not within 1..BitsAllocated "
+            f"({head['bits_allocated']}); the header is corrupt"
+        )
+    allowed = _MONOCHROME if head["samples"] == 1 else _COLOUR if head["samples"] == 3 else ()
+    if head["photometric"] not in allowed:
+        raise DatasetError(
+            f"{path}: DICOM PhotometricInterpretation {head['photometric']!r} with "
+            f"SamplesPerPixel {head['samples']} is not supported (MONOCHROME1/2, or RGB/YBR "
+            "with 3 samples); convert the file to grayscale"
+        )
+    check_pixels(path, head["rows"], head["columns"], head["frames"])
+    return head
 
 
 def window_to_unit(arr, center, width, function="LINEAR"):
@@ -52,28 +222,72 @@ def window_to_unit(arr, center, width, function="LINEAR"):
 
     Args:
         arr (ndarray): modality values (after rescale), any shape.
-        center, width (float): window centre and width (width >= 1 for LINEAR).
+        center, width (float): window centre and width (width >= 1 for LINEAR, > 0 otherwise).
         function (str): VOILUTFunction: LINEAR, LINEAR_EXACT or SIGMOID.
 
     Returns:
-        ndarray float64 of arr's shape in [0, 1].
+        ndarray float32 of arr's shape in [0, 1].
     """
-    arr = np.asarray(arr, dtype=np.float64)
+    out = np.array(arr, dtype=np.float32)
     function = (function or "LINEAR").strip().upper()
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+        raise ValueError(f"VOILUTFunction {function!r} is not LINEAR, LINEAR_EXACT or SIGMOID")
+    if width < 1 if function == "LINEAR" else width <= 0:
+        raise ValueError(f"WindowWidth {width} is too small for {function}")
     if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (arr - center) / width))
+        out -= center
+        out *= -4.0 / width
+        np.exp(out, out=out)
+        out += 1.0
+        return np.reciprocal(out, out=out)
     if function == "LINEAR_EXACT":
-        return np.clip((arr - (center - width / 2.0)) / width, 0.0, 1.0)
-    if width < 1:
-        raise ValueError(f"window width {width} < 1")
-    return np.clip((arr - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+        out -= center - width / 2.0
+        out /= width
+    else:
+        out -= center - 0.5
+        out /= width - 1.0
+        out += 0.5
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
-def _first(value):
-    """First value of a possibly multi-valued DICOM element, as float."""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0]
-    return float(value)
+def _modality_values(ds, arr, path):
+    """Stored values -> modality values (PS3.3 C.11.1): LUT, or slope and intercept (float32)."""
+    from pydicom.pixels import apply_modality_lut
+
+    if ds.get("ModalityLUTSequence"):
+        try:
+            return apply_modality_lut(arr, ds)
+        except Exception as e:  # malformed LUT items raise many types
+            raise DatasetError(f"{path}: unusable DICOM ModalityLUTSequence ({_line(e)})") from None
+    slope = _number(ds, "RescaleSlope", path, 1.0)
+    intercept = _number(ds, "RescaleIntercept", path, 0.0)
+    if slope == 0:
+        raise DatasetError(f"{path}: DICOM RescaleSlope is 0, which blanks the image")
+    if slope == 1 and intercept == 0:
+        return arr
+    out = arr.astype(np.float32)
+    out *= slope
+    out += intercept
+    return out
+
+
+def _voi_lut_to_unit(ds, values, path):
+    """The first VOI LUT (PS3.3 C.11.2.1.1) onto [0, 1]."""
+    from pydicom.pixels import apply_voi
+
+    if not np.issubdtype(values.dtype, np.integer):
+        values = np.rint(values).astype(np.int32)
+    try:
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        out = apply_voi(values, ds).astype(np.float32)
+    except Exception as e:  # malformed LUT items raise many types
+        raise DatasetError(f"{path}: unusable DICOM VOILUTSequence ({_line(e)})") from None
+    out /= float(2**bits - 1)
+    return out
+
+
+def _present(ds, keyword):
+    return ds.get(keyword, None) not in (None, "")
 
 
 def dicom_to_unit(ds, arr, source="DICOM"):
@@ -86,77 +300,100 @@ def dicom_to_unit(ds, arr, source="DICOM"):
         source (str): the file, for error messages.
 
     Returns:
-        ndarray float64 (H, W) in [0, 1], bright = dense. Without a VOI LUT or window, the
+        ndarray float32 (H, W) in [0, 1], bright = dense. Without a VOI LUT or window, the
         image's own minimum and maximum span [0, 1].
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi
-
-    values = apply_modality_lut(arr, ds).astype(np.float64)
-    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        # apply_voi works on the modality values; its output spans [0, 2**bits - 1].
-        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        out = apply_voi(values, ds).astype(np.float64) / float(2**bits - 1)
-    elif "WindowCenter" in ds and "WindowWidth" in ds and ds.WindowWidth not in (None, ""):
+    values = _modality_values(ds, arr, source)
+    if ds.get("VOILUTSequence"):
+        out = _voi_lut_to_unit(ds, values, source)
+    elif _present(ds, "WindowCenter") and _present(ds, "WindowWidth"):
+        center = _number(ds, "WindowCenter", source, None, first=True)
+        width = _number(ds, "WindowWidth", source, None, first=True)
         try:
-            center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
             out = window_to_unit(values, center, width, ds.get("VOILUTFunction", "LINEAR"))
-        except (ValueError, TypeError) as e:
-            raise DatasetError(f"{source}: unusable VOI window ({e})") from None
+        except ValueError as e:
+            raise DatasetError(f"{source}: unusable DICOM VOI window ({e})") from None
     else:
-        lo, hi = float(values.min()), float(values.max())
-        out = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+        out = stretch_to_unit(values)
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
-        out = 1.0 - out
-    return np.clip(out, 0.0, 1.0)
+        np.subtract(1.0, out, out=out)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _pixel_bytes(head):
+    """Bytes the uncompressed pixels of a checked header take (all frames)."""
+    count = head["rows"] * head["columns"] * head["frames"] * head["samples"]
+    return (count * head["bits_allocated"] + 7) // 8
+
+
+def _first_frame(ds, head, path):
+    """Stored values of the first frame: (H, W), or (H, W, 3) RGB for colour."""
+    from pydicom.pixels import pixel_array
+
+    if "PixelData" not in ds:
+        raise DatasetError(f"{path}: DICOM file has no pixel data")
+    if not ds.file_meta.TransferSyntaxUID.is_compressed and len(ds.PixelData) < _pixel_bytes(head):
+        raise DatasetError(
+            f"{path}: cannot decode pixel data: {len(ds.PixelData)} bytes where the header "
+            f"needs {_pixel_bytes(head)} ({head['columns']}x{head['rows']}, {head['frames']} "
+            "frame(s)); the file is truncated, replace it"
+        )
+    try:
+        return pixel_array(ds, index=0)
+    except Exception as e:  # pydicom raises many types; all mean "cannot decode"
+        syntax = ds.file_meta.TransferSyntaxUID
+        raise DatasetError(
+            f"{path}: cannot decode pixel data (transfer syntax {syntax.name}): "
+            f"{type(e).__name__}: {_line(e)}"
+        ) from None
 
 
 def read_dicom(path):
     """
-    Read a DICOM image as 8-bit grayscale.
+    Read a DICOM image (with or without file meta, any name) as 8-bit grayscale.
 
-    Multi-frame files give their first frame; colour (RGB/YBR) files their luminance.
+    Multi-frame files give their first frame; colour (RGB/YBR) files their luminance, stretched.
 
     Returns:
         ndarray uint8 (H, W), bright = dense.
 
     Raises:
-        DatasetError: naming `path` when pydicom cannot read or decode it.
+        DatasetError: naming `path` when it is not a DICOM image, is over the pixel limit, or
+        cannot be decoded.
     """
-    ds = _dcmread(path)
-    if "PixelData" not in ds:
-        raise DatasetError(f"{path}: DICOM file has no pixel data")
-    try:
-        arr = ds.pixel_array
-    except Exception as e:  # pydicom raises many types; all mean "cannot decode"
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", syntax)
-        raise DatasetError(
-            f"{path}: cannot decode pixel data (transfer syntax {name}): {type(e).__name__}: {e}"
-        ) from None
-    samples = int(ds.get("SamplesPerPixel", 1))
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        arr = arr[0]
-    if samples > 1:  # colour: the decoders give RGB; take luminance
-        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        lo, hi = float(arr.min()), float(arr.max())
-        unit = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    head = dicom_header(_dcmread(path), path)
+    ds = _dcmread(path, pixels_bytes=_pixel_bytes(head))
+    arr = _first_frame(ds, dicom_header(ds, path), path)
+    if head["samples"] == 3:  # pydicom gives RGB for every colour space
+        luminance = arr[..., 0] * np.float32(0.299)
+        luminance += arr[..., 1] * np.float32(0.587)
+        luminance += arr[..., 2] * np.float32(0.114)
+        unit = stretch_to_unit(luminance)
     else:
         unit = dicom_to_unit(ds, arr, source=path)
-    return np.round(unit * 255.0).astype(np.uint8)
+    return unit_to_uint8(unit)
 
 
-def gray_to_format(gray, fmt):
-    """
-    Convert uint8 (H, W) grayscale to Detectron2's `INPUT.FORMAT` layout.
+def _is_dicom(path, fmt):
+    """Whether `path` (sniffed as `fmt`) holds a DICOM image; a header error when it claims to."""
+    if fmt is not None:
+        return fmt == "DICOM"
+    try:
+        ds = _dcmread(path)
+    except DatasetError:
+        if path.lower().endswith(DICOM_EXTENSIONS):
+            raise
+        return False
+    # force=True parses anything into some elements; an image needs at least these two.
+    return "Rows" in ds and "Columns" in ds
 
-    Returns:
-        ndarray uint8 (H, W, C): C = 1 for "L", 3 for "BGR"/"RGB"/"YUV-BT.601".
-    """
-    if fmt in (None, "L"):
-        return gray[:, :, None]
-    if fmt in ("BGR", "RGB"):
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    return d2_utils.convert_PIL_to_numpy(Image.fromarray(gray), fmt)
+
+def is_dicom(path):
+    """Whether `path` holds a DICOM image, judged by its content (never by its name)."""
+    try:
+        return _is_dicom(path, sniff(path))
+    except DatasetError:
+        return False
 
 
 def read_image(path, fmt="BGR"):
@@ -167,48 +404,32 @@ def read_image(path, fmt="BGR"):
         ndarray uint8 (H, W, C), as `detectron2.data.detection_utils.read_image` returns.
 
     Raises:
-        DatasetError: naming the file: missing, truncated, not an image, undecodable.
+        DatasetError: naming the file: missing, empty, truncated, not an image, over the pixel
+        limit, undecodable.
     """
-    if is_dicom(path):
+    if _is_dicom(path, sniff(path)):
         return gray_to_format(read_dicom(path), fmt)
-    if not os.path.isfile(path):
-        raise DatasetError(f"{path}: file does not exist")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I", "F"):  # 16-bit PNG: keep bits until here
-                arr = np.asarray(im, dtype=np.float64)
-                lo, hi = float(arr.min()), float(arr.max())
-                unit = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-                return gray_to_format(np.round(unit * 255).astype(np.uint8), fmt)
-            return d2_utils.convert_PIL_to_numpy(d2_utils._apply_exif_orientation(im), fmt)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    return read_raster(path, fmt)
 
 
 def image_size(path):
     """
     (height, width) from the file header, without decoding the pixels; cached per process
     by (path, modification time, file size), since every split of a source reads them.
+    The pixel limit in force is checked on every call.
     """
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise DatasetError(f"{path}: file does not exist") from None
-    return _image_size(path, st.st_mtime_ns, st.st_size)
+    height, width, frames = _image_size(path, st.st_mtime_ns, st.st_size)
+    check_pixels(path, height, width, frames)
+    return height, width
 
 
 @functools.lru_cache(maxsize=None)
 def _image_size(path, mtime_ns, size):
-    if is_dicom(path):
-        ds = _dcmread(path, stop_before_pixels=True)
-        if "Rows" not in ds or "Columns" not in ds:
-            raise DatasetError(f"{path}: DICOM header has no Rows/Columns")
-        return int(ds.Rows), int(ds.Columns)
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file does not exist") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    if _is_dicom(path, sniff(path)):
+        head = dicom_header(_dcmread(path), path)
+        return head["rows"], head["columns"], head["frames"]
+    return raster_size(path) + (1,)
