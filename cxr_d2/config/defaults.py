@@ -38,6 +38,23 @@ def add_cxr_config(cfg):
     # with ../); off, such an image is reported and skipped.
     cfg.CXR.DATA.ALLOW_FILES_OUTSIDE_ROOT = False
 
+    # Refuse to start a run whose OUTPUT_DIR has less free disk space than this (MB): a
+    # checkpoint of a ResNet-50 model with its optimizer state is ~0.5 GB. 0 = no check.
+    cfg.CXR.MIN_FREE_DISK_MB = 100
+
+    # Watch the training loss for divergence (cxr_d2/engine/divergence.py): a run diverges when
+    # the median total_loss of the last WINDOW iterations exceeds FACTOR x the median of its
+    # first WINDOW iterations, or when the loss is NaN/inf.
+    cfg.CXR.DIVERGENCE = CN()
+    cfg.CXR.DIVERGENCE.ENABLED = True
+    # Iterations in each median (the first check is after 2 x WINDOW iterations).
+    cfg.CXR.DIVERGENCE.WINDOW = 20
+    # Growth of the median loss (> 1) that counts as divergence.
+    cfg.CXR.DIVERGENCE.FACTOR = 100.0
+    # "stop": end the run with an error (no model_final is written from the diverged weights;
+    # earlier checkpoints are kept). "warn": log one warning and keep training.
+    cfg.CXR.DIVERGENCE.ACTION = "stop"
+
     # Evaluation (cxr_d2/evaluation, docs/evaluation.md).
     cfg.CXR.EVAL = CN()
     # COCO matching code: "auto" (faster_coco_eval when installed, else pycocotools),

@@ -2,15 +2,16 @@
 import sys
 
 import detectron2.utils.comm as comm
+import torch
 from detectron2.engine import launch
 from detectron2.evaluation import verify_results
 
-from ..errors import CXRError
+from ..errors import ConfigError, CXRError
 from .checkpoint import AtomicCheckpointer
 from .setup import setup_cfg
 from .trainer import Trainer
 
-__all__ = ["train_or_evaluate", "launch_tool"]
+__all__ = ["train_or_evaluate", "launch_tool", "check_launch"]
 
 
 def train_or_evaluate(args, extra_config_fns=()):
@@ -41,6 +42,7 @@ def launch_tool(main, args):
     """`launch(main, ...)` with the parser's distributed options; a CXRError ends the tool with
     one line (`error: ...`) and exit status 1."""
     try:
+        check_launch(args)
         return launch(
             main,
             args.num_gpus,
@@ -51,3 +53,21 @@ def launch_tool(main, args):
         )
     except CXRError as e:
         sys.exit(f"error: {e}")
+
+
+def check_launch(args):
+    """Refuse `--num-gpus`/`--num-machines` that this machine's GPUs cannot run, before any
+    process is spawned (Detectron2 would assert in each child)."""
+    if args.num_gpus < 1 or args.num_machines < 1:
+        raise ConfigError(
+            f"--num-gpus {args.num_gpus} --num-machines {args.num_machines}: give at least 1 of "
+            "each (--num-gpus 1 runs on one GPU or the CPU)"
+        )
+    if args.num_gpus * args.num_machines == 1:
+        return
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if args.num_gpus > found:
+        raise ConfigError(
+            f"--num-gpus {args.num_gpus} needs {args.num_gpus} CUDA GPUs but torch sees "
+            f"{found} on this machine; give --num-gpus {max(found, 1)}"
+        )
