@@ -9,6 +9,11 @@ Layout under `$CXR_DATASETS/chestx_det10/`::
 
 Images with an empty `syms` are normal films and are kept. The official split is
 train.json / test.json (`chestx_det10_official_*`: val is cut from train.json).
+
+Every value is checked before use: an entry or finding of the wrong shape is one line naming
+the file and its JSON path (`train.json: [3].file_name: expected a string, got 17`) and is
+skipped and counted; a `file_name` leading outside the dataset folder (absolute, `../`, a
+symlink elsewhere) is refused unless `CXR.DATA.ALLOW_FILES_OUTSIDE_ROOT` is set.
 """
 
 import json
@@ -17,8 +22,12 @@ import os
 from ...errors import DatasetError
 from ..dicom import image_size
 from ..masks import mask_to_box
+from ..paths import resolve_in_root
 from ..phantom.plan import Finding, PhantomLayout, drawn, mask_polygon, write_png
+from .coco_json import ShapeError, expect, expect_numbers, read_json
 from .common import Source, box_annotation, category_index
+
+_MISSING = object()
 
 __all__ = [
     "SOURCE",
@@ -46,17 +55,55 @@ CHESTX_DET10_CLASSES = [
 PARTS = (("train.json", "train_data", "trainval"), ("test.json", "test_data", "test"))
 
 
-def _load_list(path):
+def _polygon(points, at):
+    """A COCO polygon [x1, y1, x2, y2, ...] from [[x, y], ...] (at least 3), or ShapeError."""
+    expect(points, list, at)
+    if len(points) < 3:
+        raise ShapeError(f"{at}: expected at least 3 [x, y] points, got {len(points)}")
+    return [v for i, p in enumerate(points) for v in expect_numbers(p, 2, f"{at}[{i}]")]
+
+
+def _finding(item, j, at, where, size, classes, log, with_polygons):
+    """The annotation of finding `j` of a list entry, or None after reporting it."""
+    category = category_index(log, where, item["syms"][j], classes)
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read ({e.strerror})") from None
-    except ValueError as e:
-        raise DatasetError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, list):
-        raise DatasetError(f"{path}: expected a JSON list of images, got {type(data).__name__}")
-    return data
+        box = expect_numbers(item["boxes"][j], 4, f"{at}.boxes[{j}]")
+        extra = {}
+        if with_polygons:
+            extra["segmentation"] = [_polygon(item["polygons"][j], f"{at}.polygons[{j}]")]
+    except ShapeError as e:
+        log.report(where, str(e), "annotation")
+        return None
+    return box_annotation(log, where, box, category, size[1], size[0], **extra)
+
+
+def _check_entry(item, at, with_polygons):
+    """The entry's file name after checking the shape of its keys, or ShapeError."""
+    expect(item, dict, at)
+    name = expect(item.get("file_name", _MISSING), str, f"{at}.file_name")
+    for key in ("syms", "boxes") + (("polygons",) if with_polygons else ()):
+        if item.get(key) is not None:
+            expect(item[key], list, f"{at}.{key}")
+    for j, sym in enumerate(item.get("syms") or []):
+        expect(sym, str, f"{at}.syms[{j}]")
+    return name
+
+
+def _findings(item, at, where, size, classes, log, with_polygons):
+    """The entry's annotations; unpaired syms/boxes/polygons are reported."""
+    keys = ("syms", "boxes", "polygons") if with_polygons else ("syms", "boxes")
+    entry = {key: item.get(key) or [] for key in keys}
+    counts = [len(v) for v in entry.values()]
+    if len(set(counts)) > 1:
+        listed = " and ".join(f"{n} {key}" for key, n in zip(keys, counts))
+        log.report(where, f"{listed}; the unpaired ones are skipped", None)
+    anns = []
+    for j in range(min(counts)):
+        at_j = f"{where} finding {j}"
+        ann = _finding(entry, j, at, at_j, size, classes, log, with_polygons)
+        if ann:
+            anns.append(ann)
+    return anns
 
 
 def parse_det_json_list(root, classes, log, parts, with_polygons=False):
@@ -73,13 +120,18 @@ def parse_det_json_list(root, classes, log, parts, with_polygons=False):
         path = os.path.join(root, json_name)
         if not os.path.isfile(path):
             raise DatasetError(f"{path} does not exist; see datasets/README.md for the layout")
-        for k, item in enumerate(_load_list(path)):
-            name = item.get("file_name") if isinstance(item, dict) else None
-            where = f"{path}[{k}]" + (f" ({name})" if name else "")
-            if not name:
-                log.report(where, "entry has no file_name", "image")
+        for k, item in enumerate(read_json(path, list)):
+            try:
+                name = _check_entry(item, f"[{k}]", with_polygons)
+            except ShapeError as e:
+                log.report(path, str(e), "image")
                 continue
-            file_name = os.path.join(root, folder, name)
+            where = f"{path}[{k}] ({name})"
+            try:
+                file_name = resolve_in_root(root, os.path.join(folder, name))
+            except DatasetError as e:
+                log.report(where, str(e), "image")
+                continue
             if file_name in seen:
                 log.report(where, f"image listed twice (first at {seen[file_name]})", "image")
                 continue
@@ -88,49 +140,16 @@ def parse_det_json_list(root, classes, log, parts, with_polygons=False):
                 log.report(where, f"image {file_name} does not exist", "image")
                 continue
             try:
-                height, width = image_size(file_name)
+                size = image_size(file_name)
             except DatasetError as e:
                 log.report(where, str(e), "image")
                 continue
-            syms, boxes = item.get("syms") or [], item.get("boxes") or []
-            polygons = item.get("polygons") or [] if with_polygons else []
-            if len(syms) != len(boxes) or (with_polygons and len(polygons) != len(syms)):
-                log.report(
-                    where,
-                    f"{len(syms)} syms but {len(boxes)} boxes"
-                    + (f" and {len(polygons)} polygons" if with_polygons else "")
-                    + "; the unpaired ones are skipped",
-                    None,
-                )
-            anns = []
-            for j, (sym, box) in enumerate(zip(syms, boxes)):
-                at = f"{where} finding {j}"
-                category = category_index(log, at, sym, classes)
-                try:
-                    box = [float(v) for v in box]
-                except (TypeError, ValueError):
-                    log.report(at, f"box {box!r} is not 4 numbers", "annotation")
-                    continue
-                extra = {}
-                if with_polygons and j < len(polygons):
-                    try:
-                        poly = [float(v) for point in polygons[j] for v in point]
-                    except (TypeError, ValueError):
-                        poly = []
-                    if len(poly) < 6 or len(poly) % 2:
-                        log.report(
-                            at, "polygon is not a list of at least 3 [x, y] points", "annotation"
-                        )
-                        continue
-                    extra["segmentation"] = [poly]
-                ann = box_annotation(log, at, box, category, width, height, **extra)
-                if ann:
-                    anns.append(ann)
+            anns = _findings(item, f"[{k}]", where, size, classes, log, with_polygons)
             records.append(
                 {
                     "file_name": file_name,
-                    "height": height,
-                    "width": width,
+                    "height": size[0],
+                    "width": size[1],
                     "patient_id": file_name,
                     "annotations": anns,
                     "official_split": official,

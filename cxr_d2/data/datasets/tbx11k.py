@@ -16,14 +16,15 @@ uses TBX11K_train (cut 8:1 into train and val) and TBX11K_val as test.
 """
 
 import json
+import math
 import os
 import xml.etree.ElementTree as ET
 
 from ...errors import DatasetError
-from ..checks import parse_number
 from ..dicom import image_size
+from ..paths import resolve_in_root
 from ..phantom.plan import Finding, PhantomLayout, drawn, write_png
-from .coco_json import iter_coco_annotations, read_coco_images
+from .coco_json import ShapeError, expect_numbers, iter_coco_annotations, read_coco_images
 from .common import Source, box_annotation, category_index
 
 __all__ = ["SOURCE", "TBX11K_CLASSES", "PHANTOM_LAYOUT", "parse_tbx11k", "tbx11k_image_path"]
@@ -34,31 +35,36 @@ _FOLDERS = (("tb", "tb"), ("h", "health"), ("s", "sick"))
 
 
 def tbx11k_image_path(root, name):
-    """`imgs/<folder>/<name>`: the folder from the name, or from its prefix (h, s, tb)."""
+    """
+    `imgs/<folder>/<name>`: the folder from the name, or from its prefix (h, s, tb).
+    Raises DatasetError when the name leads outside `root` (see `resolve_in_root`).
+    """
     name = name.strip().replace("\\", "/")
-    if "/" in name:
-        return os.path.join(root, "imgs", name)
-    for prefix, folder in _FOLDERS:
-        if name.startswith(prefix):
-            return os.path.join(root, "imgs", folder, name)
-    return os.path.join(root, "imgs", "test", name)
+    if "/" not in name:
+        folder = next((f for prefix, f in _FOLDERS if name.startswith(prefix)), "test")
+        name = f"{folder}/{name}"
+    return resolve_in_root(root, os.path.join("imgs", name))
 
 
 def _read_list(root, part):
     path = os.path.join(root, "lists", f"{part}.txt")
     if not os.path.isfile(path):
         return path, []
-    with open(path) as f:
-        return path, [(i, line.strip()) for i, line in enumerate(f, start=1) if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot read as UTF-8 text ({e})") from None
+    return path, [(i, line.strip()) for i, line in enumerate(lines, start=1) if line.strip()]
 
 
 def _from_coco(path, root, classes, log):
     coco, by_id = read_coco_images(path, log, lambda name: tbx11k_image_path(root, name))
     for record, category, ann, where in iter_coco_annotations(coco, path, log, by_id, classes):
         try:
-            x, y, w, h = (float(v) for v in ann["bbox"])
-        except (KeyError, TypeError, ValueError):
-            log.report(where, f"bbox {ann.get('bbox')!r} is not 4 numbers", "annotation")
+            x, y, w, h = expect_numbers(ann.get("bbox"), 4, "bbox")
+        except ShapeError as e:
+            log.report(where, str(e), "annotation")
             continue
         box = box_annotation(
             log, where, [x, y, x + w, y + h], category, record["width"], record["height"]
@@ -68,44 +74,149 @@ def _from_coco(path, root, classes, log):
     return {record["file_name"]: record for record in by_id.values()}
 
 
-def _from_xml(root, name, classes, log):
-    file_name = tbx11k_image_path(root, name)
-    record = {
-        "file_name": file_name,
-        "height": None,
-        "width": None,
-        "annotations": [],
-        "where": name,
-    }
-    stem = os.path.splitext(os.path.basename(file_name))[0]
-    path = os.path.join(root, "annotations", "xml", stem + ".xml")
-    if not os.path.isfile(path):
-        return record  # no xml: a film without TB boxes
+def _xml_number(element, tag, positive=False):
+    """The number in `element`'s child `tag`, or ValueError naming the tag."""
+    text = element.findtext(tag) if element is not None else None
+    if text is None or not text.strip():
+        raise ValueError(f"<{tag}> is missing")
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"<{tag}> {text.strip()!r} is not a number") from None
+    if not math.isfinite(number) or (positive and number <= 0):
+        kind = "a positive finite" if positive else "a finite"
+        raise ValueError(f"<{tag}> {text.strip()!r} is not {kind} number")
+    return number
+
+
+def xml_box_to_image(box, scan_size, image_size):
+    """
+    A VOC box of the original scan on the released image, as the official json conversion
+    (`make_json_anno.py`) computes it: scale by image / scan size, then subtract 1 from x1
+    and y1 (COCO `[x1 - 1, y1 - 1, x2 - x1, y2 - y1]`). As XYXY_ABS that is every coordinate
+    minus 1, so the boxes equal the official json's.
+
+    Args:
+        box: xmin, ymin, xmax, ymax in scan pixels (VOC, 1-based).
+        scan_size, image_size: (width, height) of the scan (`<size>`) and of the image.
+    """
+    sx, sy = image_size[0] / scan_size[0], image_size[1] / scan_size[1]
+    x1, y1, x2, y2 = box
+    return [x1 * sx - 1, y1 * sy - 1, x2 * sx - 1, y2 * sy - 1]
+
+
+def _read_xml(path, log):
+    """(root element, (scan width, scan height)) of a VOC xml, or None after reporting."""
     try:
         tree = ET.parse(path).getroot()
+        scan = tuple(
+            _xml_number(tree.find("size"), tag, positive=True) for tag in ("width", "height")
+        )
     except ET.ParseError as e:
-        log.report(path, f"not valid XML ({e}); the image is kept without its boxes", None)
-        return record
-    size = tree.find("size")
-    if size is not None:
-        record["width"] = int(float(size.findtext("width", "0"))) or None
-        record["height"] = int(float(size.findtext("height", "0"))) or None
+        log.report(path, f"not valid XML ({e}); fix or remove the file", "image")
+        return None
+    except ValueError as e:
+        log.report(path, f"<size>: {e}; the boxes cannot be scaled to the image", "image")
+        return None
+    except OSError as e:
+        log.report(path, f"cannot read ({e})", "image")
+        return None
+    return tree, scan
+
+
+def _xml_annotations(tree, path, scan, record, classes, log):
+    """The boxes of a VOC xml on its image (see `xml_box_to_image`)."""
+    size = (record["width"], record["height"])
     for k, obj in enumerate(tree.findall("object")):
         where = f"{path} object {k}"
         category = category_index(log, where, (obj.findtext("name") or "").strip(), classes)
-        bnd = obj.find("bndbox")
+        bndbox = obj.find("bndbox")
         try:
-            box = [
-                parse_number(bnd.findtext(c) if bnd is not None else None, c)
-                for c in ("xmin", "ymin", "xmax", "ymax")
-            ]
+            if bndbox is None:
+                raise ValueError("<bndbox> is missing")
+            box = [_xml_number(bndbox, c) for c in ("xmin", "ymin", "xmax", "ymax")]
         except ValueError as e:
             log.report(where, str(e), "annotation")
             continue
+        box = xml_box_to_image(box, scan, size)
         ann = box_annotation(log, where, box, category, record["width"], record["height"])
         if ann:
             record["annotations"].append(ann)
-    return record
+
+
+def _from_xml(root, file_name, classes, log, where):
+    """
+    The record of one listed image: its VOC boxes when `annotations/xml/<stem>.xml` exists
+    (the size read from the image's header), else a film without boxes. None when the image
+    or its xml cannot be used (reported).
+    """
+    record = {"file_name": file_name, "height": None, "width": None, "annotations": []}
+    stem = os.path.splitext(os.path.basename(file_name))[0]
+    try:
+        path = resolve_in_root(root, os.path.join("annotations", "xml", stem + ".xml"))
+    except DatasetError as e:
+        log.report(where, str(e), "image")
+        return None
+    if not os.path.isfile(path):
+        return dict(record, where=where)  # no xml: a film without TB boxes
+    try:
+        record["height"], record["width"] = image_size(file_name)
+    except DatasetError as e:
+        log.report(where, str(e), "image")
+        return None
+    xml = _read_xml(path, log)
+    if xml is None:
+        return None
+    tree, scan = xml
+    _xml_annotations(tree, path, scan, record, classes, log)
+    return dict(record, where=where)
+
+
+def _listed_records(root, listed, list_path, images, from_xml, classes, log):
+    """
+    Add to `images` (file name -> record) the listed images it lacks: read from their VOC
+    xml when there is no json (`from_xml`), else films without boxes.
+    """
+    seen = set()
+    for line_no, name in listed:
+        where = f"{list_path}:{line_no}"
+        try:
+            file_name = tbx11k_image_path(root, name)
+        except DatasetError as e:
+            log.report(where, str(e), "image")
+            continue
+        if file_name in seen:
+            log.report(where, f"image {name} listed twice", "image")
+            continue
+        seen.add(file_name)
+        if file_name in images:
+            continue
+        if from_xml:
+            record = _from_xml(root, file_name, classes, log, where)
+        else:
+            record = {"file_name": file_name, "height": None, "width": None, "where": where}
+            record.update(annotations=[])
+        if record is not None:
+            images[file_name] = record
+
+
+def _finish(images, official, log):
+    """The usable records: the image exists and its size is known."""
+    records = []
+    for rec in images.values():
+        where = rec.pop("where")
+        if not os.path.isfile(rec["file_name"]):
+            log.report(where, f"image {rec['file_name']} does not exist", "image")
+            continue
+        if rec["height"] is None or rec["width"] is None:
+            try:
+                rec["height"], rec["width"] = image_size(rec["file_name"])
+            except DatasetError as e:
+                log.report(where, str(e), "image")
+                continue
+        rec.update(patient_id=rec["file_name"], official_split=official)
+        records.append(rec)
+    return records
 
 
 def parse_tbx11k(root, classes, log):
@@ -116,41 +227,13 @@ def parse_tbx11k(root, classes, log):
         list_path, listed = _read_list(root, part)
         if os.path.isfile(json_path):
             images = _from_coco(json_path, root, classes, log)
-        elif listed:
+        elif os.path.isfile(list_path):
             images = {}
-            for line_no, name in listed:
-                rec = _from_xml(root, name, classes, log)
-                if rec["file_name"] in images:
-                    log.report(f"{list_path}:{line_no}", f"image {name} listed twice", "image")
-                    continue
-                images[rec["file_name"]] = rec
         else:
             raise DatasetError(f"{json_path} and {list_path} do not exist; see datasets/README.md")
-        for line_no, name in listed:  # normal films the json leaves out
-            file_name = tbx11k_image_path(root, name)
-            images.setdefault(
-                file_name,
-                {
-                    "file_name": file_name,
-                    "height": None,
-                    "width": None,
-                    "annotations": [],
-                    "where": f"{list_path}:{line_no}",
-                },
-            )
-        for rec in images.values():
-            where = rec.pop("where")
-            if not os.path.isfile(rec["file_name"]):
-                log.report(where, f"image {rec['file_name']} does not exist", "image")
-                continue
-            if rec["height"] is None or rec["width"] is None:
-                try:
-                    rec["height"], rec["width"] = image_size(rec["file_name"])
-                except DatasetError as e:
-                    log.report(where, str(e), "image")
-                    continue
-            rec.update(patient_id=rec["file_name"], official_split=official)
-            records.append(rec)
+        from_xml = not os.path.isfile(json_path)
+        _listed_records(root, listed, list_path, images, from_xml, classes, log)
+        records += _finish(images, official, log)
     return records
 
 
@@ -198,6 +281,21 @@ def _write_phantom(root, items, size, seed, **_):
             f.write("".join(line + "\n" for line in listed))
 
 
+# The phantom's VOC xml, like the real one, is in the pixels of a larger "scan": 4x wider
+# and 2x taller than the image, 1-based (the inverse of `xml_box_to_image`).
+_SCAN = (4, 2)
+
+
+def _voc_object(cls, box):
+    x1, y1, x2, y2 = box
+    xmin, xmax = ((v + 1) * _SCAN[0] for v in (x1, x2))
+    ymin, ymax = ((v + 1) * _SCAN[1] for v in (y1, y2))
+    return (
+        f"<object><name>{cls}</name><bndbox><xmin>{xmin!r}</xmin><ymin>{ymin!r}</ymin>"
+        f"<xmax>{xmax!r}</xmax><ymax>{ymax!r}</ymax></bndbox></object>"
+    )
+
+
 def _write_phantom_part(root, part, items, size, seed):
     """Images and VOC xml files of one part; returns its COCO dict and its list's lines."""
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(TBX11K_CLASSES)]
@@ -224,15 +322,12 @@ def _write_phantom_part(root, part, items, size, seed):
                     "iscrowd": 0,
                 }
             )
-            objects.append(
-                f"<object><name>{f.cls}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
-                f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
-            )
+            objects.append(_voc_object(f.cls, f.box))
         stem = os.path.splitext(item.name)[0]
         with open(os.path.join(root, "annotations", "xml", stem + ".xml"), "w") as f:
             f.write(
-                f"<annotation><filename>{item.name}</filename><size><width>{size}</width>"
-                f"<height>{size}</height><depth>3</depth></size>{''.join(objects)}</annotation>"
+                f"<annotation><filename>{stem}</filename><size><width>{_SCAN[0] * size}</width>"
+                f"<height>{_SCAN[1] * size}</height></size>{''.join(objects)}</annotation>"
             )
     return coco, listed
 

@@ -10,7 +10,9 @@ Layout under `$CXR_DATASETS/uml_peru/`::
 
 Only masks are annotated: each box is the tight box around its mask (XYXY_ABS, x2 = last
 column + 1). An instance whose mask has several disconnected regions stays one instance. An
-empty mask is reported (file and annotation) and skipped.
+empty mask is reported (file and annotation) and skipped. The json's values are checked
+before use (:mod:`.coco_json`), and a `file_name` leading outside the dataset folder is
+refused unless `CXR.DATA.ALLOW_FILES_OUTSIDE_ROOT` is set.
 
 Classes: the paper's four, Airspace Consolidation, Cavitation, Lymphadenopathy, Pleural
 Effusion, fixed before any file is read. An instance of another pathology is reported as an
@@ -28,6 +30,7 @@ from detectron2.structures import BoxMode
 from ...errors import DatasetError
 from ..dicom import image_size
 from ..masks import mask_to_box, mask_to_rle, read_mask_png, segmentation_to_mask
+from ..paths import resolve_in_root
 from ..phantom.plan import PhantomLayout, drawn, mask_polygon, write_png
 from .coco_json import iter_coco_annotations, read_coco_images
 from .common import Source, category_index
@@ -53,26 +56,39 @@ def _mask_annotation(log, where, mask, segmentation, category):
     }
 
 
+def _known_size(record, log):
+    """Fill a record's missing size from its image header; False after reporting."""
+    if record["height"] is not None and record["width"] is not None:
+        return True
+    try:
+        record["height"], record["width"] = image_size(record["file_name"])
+    except DatasetError as e:
+        log.report(record["where"], str(e), "image")
+        return False
+    return True
+
+
 def _from_coco(root, path, classes, log):
     coco, by_id = read_coco_images(
         path,
         log,
-        lambda name: os.path.join(root, "images", name),
+        lambda name: resolve_in_root(root, os.path.join("images", name)),
         extra=lambda im, file_name: {"patient_id": str(im.get("patient_id", file_name))},
     )
-    for record, category, ann, where in iter_coco_annotations(coco, path, log, by_id, classes):
+    usable = {k: r for k, r in by_id.items() if _known_size(r, log)}
+    for record, category, ann, where in iter_coco_annotations(coco, path, log, usable, classes):
         segm = ann.get("segmentation")
         try:
             mask = segmentation_to_mask(segm, record["height"], record["width"])
-        except (ValueError, TypeError, KeyError) as e:
-            log.report(where, f"unusable segmentation ({e})", "annotation")
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
+            log.report(where, f"unusable segmentation ({type(e).__name__}: {e})", "annotation")
             continue
         if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
             segm = mask_to_rle(mask)  # uncompressed RLE -> compressed
         ann = _mask_annotation(log, where, mask, segm, category)
         if ann:
             record["annotations"].append(ann)
-    return list(by_id.values())
+    return list(usable.values())
 
 
 def _from_pngs(root, classes, log):
