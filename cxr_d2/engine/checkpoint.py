@@ -5,14 +5,24 @@ import os
 import pickle
 import zipfile
 
+import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..errors import CXRError
 
-__all__ = ["AtomicCheckpointer", "is_intact_checkpoint", "load_pkl_weights", "write_atomic"]
+__all__ = [
+    "AtomicCheckpointer",
+    "is_intact_checkpoint",
+    "load_pkl_weights",
+    "weights_file_problem",
+    "write_atomic",
+]
 
 TAG = "last_checkpoint"
+# torch.save's legacy (non-zip) format opens with the pickle of this magic number.
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
+_WHAT_TO_GIVE = "give a Detectron2 .pth checkpoint or a .pkl of arrays"
 
 # What a `.pkl` of weights may name (Detectron2's and Caffe2's model-zoo files are dicts of
 # NumPy arrays): NumPy's array reconstruction, and the latin1 bytes codec of protocol 2.
@@ -26,6 +36,62 @@ _PKL_ALLOWED = {
     ("_codecs", "encode"),
     ("collections", "OrderedDict"),
 }
+
+
+def weights_file_problem(filename):
+    """
+    Why `filename` cannot be a weights file, read from its first bytes only (a sentence), or
+    None where it may be one: a torch.save zip holding a `data.pkl`, torch's legacy format, or
+    (`.pkl`) a pickle.
+    """
+    try:
+        with open(filename, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not head:
+        return "is empty"
+    if zipfile.is_zipfile(filename):
+        return _zip_problem(filename)
+    if filename.endswith(".pkl"):
+        return None if head[:1] == b"\x80" else _not_a_checkpoint(head)
+    return None if head.startswith(_LEGACY_TORCH_MAGIC) else _not_a_checkpoint(head)
+
+
+def _zip_problem(filename):
+    try:
+        with zipfile.ZipFile(filename) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"is a damaged zip archive ({e})"
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return None
+    return "is a zip archive but not a PyTorch checkpoint (it holds no data.pkl)"
+
+
+def _not_a_checkpoint(head):
+    try:
+        text = head.decode("utf-8")
+        kind = "text" if all(c.isprintable() or c.isspace() for c in text) else "bytes"
+    except UnicodeDecodeError:
+        kind = "bytes"
+    return f"is not a checkpoint (it starts with {kind} {head[:16]!r})"
+
+
+def _check_loaded(filename, loaded):
+    """Refuse what Detectron2's checkpointer would meet as a traceback: weights that are not a
+    dict of arrays/tensors. Returns `loaded`."""
+    model = loaded.get("model") if isinstance(loaded, dict) else None
+    if not isinstance(model, dict):
+        kind = type(model if isinstance(loaded, dict) else loaded).__name__
+        raise CXRError(f"MODEL.WEIGHTS {filename}: holds a {kind}, not a dict of weights; {_WHAT_TO_GIVE}")
+    for name, value in model.items():
+        if not isinstance(value, (np.ndarray, torch.Tensor)):
+            raise CXRError(
+                f"MODEL.WEIGHTS {filename}: weight {name!r} is a {type(value).__name__}, not "
+                f"an array; {_WHAT_TO_GIVE}"
+            )
+    return loaded
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -47,7 +113,13 @@ def load_pkl_weights(filename):
     try:
         with open(filename, "rb") as f:
             data = _ArraysOnlyUnpickler(f, encoding="latin1").load()
-    except pickle.UnpicklingError as e:
+    except EOFError:
+        raise CXRError(f"MODEL.WEIGHTS {filename}: ends before its pickle does (cut short?)") from None
+    except (pickle.UnpicklingError, ValueError, TypeError) as e:
+        if "truncated" in str(e):
+            raise CXRError(
+                f"MODEL.WEIGHTS {filename}: ends before its pickle does (cut short?)"
+            ) from None
         raise CXRError(
             f"MODEL.WEIGHTS {filename}: refused to unpickle ({e}); give a Detectron2 .pth "
             "checkpoint or a .pkl of arrays"
@@ -150,15 +222,24 @@ class AtomicCheckpointer(DetectionCheckpointer):
         return ""
 
     def _load_file(self, filename):
+        problem = weights_file_problem(filename)
+        if problem:
+            raise CXRError(f"MODEL.WEIGHTS {filename} {problem}; {_WHAT_TO_GIVE}")
         if filename.endswith(".pkl"):
-            return load_pkl_weights(filename)
+            return _check_loaded(filename, load_pkl_weights(filename))
         try:
-            return super()._load_file(filename)  # .pth/.pyth: torch.load, weights only
+            loaded = super()._load_file(filename)  # .pth/.pyth: torch.load, weights only
         except pickle.UnpicklingError as e:
             first = str(e).strip().splitlines()[0]
             raise CXRError(
                 f"MODEL.WEIGHTS {filename}: refused by torch.load's weights-only mode ({first})"
             ) from None
+        except (RuntimeError, EOFError, OSError, AssertionError, zipfile.BadZipFile) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CXRError(
+                f"MODEL.WEIGHTS {filename}: damaged checkpoint ({first}); {_WHAT_TO_GIVE}"
+            ) from None
+        return _check_loaded(filename, loaded)
 
     def _tag_path(self):
         return os.path.join(self.save_dir, TAG)
