@@ -13,11 +13,14 @@ from collections import Counter
 
 import numpy as np
 
+from .policy import data_policy
+
 __all__ = [
     "Problem",
     "ProblemLog",
     "collect_problems",
     "check_box",
+    "coordinate_problem",
     "parse_number",
     "check_dataset",
 ]
@@ -120,6 +123,32 @@ def parse_number(value, column):
     return number
 
 
+def coordinate_problem(values, width, height):
+    """
+    The first coordinate of `values` (x, y pairs in pixels) that cannot be a pixel coordinate
+    of its image, as a message, or None.
+
+    A coordinate may lie outside the image (it is clipped) but not more than one image side
+    beyond it: x in [-width, 2 * width], y in [-height, 2 * height]. With the size unknown
+    (None), |coordinate| may not exceed `data_policy().max_image_pixels` (no side is longer).
+    Such values (e.g. 1e30) are corrupt numbers, not annotations.
+    """
+    if width is None or height is None:
+        limit = data_policy().max_image_pixels
+        for v in values:
+            if abs(v) > limit:
+                return f"coordinate {v:g} is beyond any image (CXR.DATA.MAX_IMAGE_PIXELS {limit})"
+        return None
+    for k, v in enumerate(values):
+        side = width if k % 2 == 0 else height
+        if not -side <= v <= 2 * side:
+            return (
+                f"coordinate {v:g} is more than one image side outside the {width}x{height} "
+                "image (not a pixel coordinate)"
+            )
+    return None
+
+
 def check_box(box, width, height):
     """
     Validate one XYXY_ABS box against its image.
@@ -131,6 +160,8 @@ def check_box(box, width, height):
     Returns:
         tuple(list[float] or None, str or None): the box (clipped to the image when it only
         partly leaves it) or None when it is unusable, and the problem found (or None).
+        Unusable: not 4 finite numbers, x2 <= x1 or y2 <= y1, wholly outside the image, or a
+        coordinate more than one image side outside it (:func:`coordinate_problem`).
     """
     if len(box) != 4:
         return None, f"box {list(box)} does not have 4 coordinates"
@@ -141,10 +172,14 @@ def check_box(box, width, height):
         return None, f"box {[x1, y1, x2, y2]} has x2 < x1 or y2 < y1"
     if x2 == x1 or y2 == y1:
         return None, f"box {[x1, y1, x2, y2]} has zero area"
+    if width is not None and height is not None:
+        if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+            return None, f"box {[x1, y1, x2, y2]} lies wholly outside the {width}x{height} image"
+    far = coordinate_problem([x1, y1, x2, y2], width, height)
+    if far:
+        return None, f"box {[x1, y1, x2, y2]}: {far}"
     if width is None or height is None:
         return [x1, y1, x2, y2], None
-    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        return None, f"box {[x1, y1, x2, y2]} lies wholly outside the {width}x{height} image"
     clipped = [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))]
     if clipped != [x1, y1, x2, y2]:
         return clipped, (
@@ -165,9 +200,11 @@ def check_dataset(name, image_format="L", decode=True, progress=True):
     Load a registered dataset and decode every image, collecting every problem.
 
     Problems: those the loader reports (file and row: missing or unreadable images, bad
-    coordinates, boxes outside the image or of zero area, unknown classes, duplicates), and
-    for each image: unreadable or undecodable file, decoded size different from the record's
-    `height` x `width`, and boxes not inside the decoded image.
+    coordinates, boxes outside the image or of zero area, unusable segmentations, unknown
+    classes, duplicates), a dataset with no image (the loader's DatasetError, e.g. every row
+    skipped), and for each image: unreadable or undecodable file, decoded size different from
+    the record's `height` x `width`, and boxes or segmentations (polygons, RLE size and
+    counts) that do not fit the decoded image.
 
     Returns:
         tuple(dict, list[Problem]): the summary (images, images without annotations,
@@ -179,10 +216,15 @@ def check_dataset(name, image_format="L", decode=True, progress=True):
 
     from ..errors import DatasetError
     from .dicom import read_image
+    from .masks import check_segmentation
 
     with collect_problems() as problems:
-        dicts = DatasetCatalog.get(name)
         log = ProblemLog(name)
+        try:
+            dicts = DatasetCatalog.get(name)
+        except DatasetError as e:  # e.g. no image left: the load's problems are collected
+            log.report(name, str(e).replace(f"dataset {name} ", "", 1))
+            dicts = []
         classes = MetadataCatalog.get(name).get("thing_classes", [])
         per_class, sides, widths, heights = Counter(), [], [], []
         for record in tqdm(dicts, desc=f"Decoding {name}", unit="img", disable=not progress):
@@ -211,6 +253,10 @@ def check_dataset(name, image_format="L", decode=True, progress=True):
                 checked, problem = check_box(box, size[1], size[0])
                 if problem:
                     log.report(at, problem)
+                if "segmentation" in ann:
+                    problem = check_segmentation(ann["segmentation"], size[0], size[1])[1]
+                    if problem:
+                        log.report(at, problem)
                 if checked:
                     w, h = checked[2] - checked[0], checked[3] - checked[1]
                     widths.append(w), heights.append(h), sides.append(math.sqrt(w * h))

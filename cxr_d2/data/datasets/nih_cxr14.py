@@ -21,7 +21,7 @@ from ...errors import DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
 from ..phantom.plan import Finding, PhantomLayout, drawn, write_png
-from .common import Source, box_annotation, category_index
+from .common import Source, box_annotation, category_index, read_csv_rows
 
 __all__ = [
     "SOURCE",
@@ -46,46 +46,33 @@ NIH_ALIASES = {"Infiltration": "Infiltrate"}
 CSV_NAME = "BBox_List_2017.csv"
 
 
+COLUMNS = ["Image Index", "Finding Label", "x", "y", "w", "h"]
+
+
+def _header_columns(header):
+    """By position: the header's `Bbox [x,y,w,h]` spans the four coordinate columns."""
+    if len(header) < 3 or header[0].strip() != "Image Index" or "Finding Label" not in header[1]:
+        return None
+    return {c: i for i, c in enumerate(COLUMNS)}
+
+
 def read_nih_csv(path, log):
     """
     Read the rows of a BBox_List_2017.csv.
 
     Returns:
         list[tuple[int, str, str, list[float]]]: (row number, image name, label, XYXY box)
-        per usable row; rows with a missing or non-numeric coordinate are reported.
+        per usable row; a row of another length than 6 cells or with a missing or
+        non-numeric coordinate is reported (see `common.read_csv_rows` for the file checks).
     """
-    try:
-        f = open(path, newline="")
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read the NIH box list ({e.strerror})") from None
     rows = []
-    with f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        if (
-            len(header) < 3
-            or header[0].strip() != "Image Index"
-            or "Finding Label" not in header[1]
-        ):
-            raise DatasetError(
-                f"{path}:1: header {header[:3]} is not the NIH box list header "
-                "'Image Index,Finding Label,Bbox [x,y,w,h],,,'"
-            )
-        for row_no, row in enumerate(reader, start=2):
-            where = f"{path}:{row_no}"
-            if not any(cell.strip() for cell in row):
-                continue  # blank line: no data
-            if len(row) < 6:
-                log.report(
-                    where, f"{len(row)} columns, expected 6 (image, label, x, y, w, h)", "row"
-                )
-                continue
-            try:
-                x, y, w, h = (parse_number(v, c) for v, c in zip(row[2:6], "xywh"))
-            except ValueError as e:
-                log.report(where, str(e), "annotation")
-                continue
-            rows.append((row_no, row[0].strip(), row[1].strip(), [x, y, x + w, y + h]))
+    for row_no, row in read_csv_rows(path, log, COLUMNS, _header_columns, duplicates=False):
+        try:
+            x, y, w, h = (parse_number(row[c], c) for c in "xywh")
+        except ValueError as e:
+            log.report(f"{path}:{row_no}", str(e), "annotation")
+            continue
+        rows.append((row_no, row["Image Index"], row["Finding Label"], [x, y, x + w, y + h]))
     return rows
 
 

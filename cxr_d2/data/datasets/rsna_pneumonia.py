@@ -7,8 +7,11 @@ Layout under `$CXR_DATASETS/rsna_pneumonia/`::
     stage_2_train_images/<patientId>.dcm
 
 Each row with Target 1 is one box (class `Lung Opacity`); several rows of one patient are
-several boxes. A patient whose only row has Target 0 is a normal film, kept. One image per
-patient, so the split is grouped by patientId. The challenge's test labels are not public:
+several boxes. A patient whose only row has Target 0 is a normal film, kept. Target must be 0
+or 1 (a number equal to one, e.g. `1.0`, is read as it); any other value is reported and
+its row skipped, never read as normal. A patient with Target 1 but no usable box is left out
+(counted), not kept as a normal film. An exact repeat of a row is reported and skipped.
+One image per patient, so the split is grouped by patientId. The challenge's test labels are not public:
 there is no official split.
 """
 
@@ -18,9 +21,10 @@ import os
 from ...errors import DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
+from ..paths import resolve_in_root
 from ..phantom.dicom_writer import write_dicom
 from ..phantom.plan import Finding, PhantomLayout, drawn
-from .common import Source, box_annotation
+from .common import Source, box_annotation, read_csv_rows
 
 __all__ = ["SOURCE", "RSNA_CLASSES", "PHANTOM_LAYOUT", "parse_rsna_pneumonia"]
 
@@ -29,40 +33,53 @@ CSV_NAME = "stage_2_train_labels.csv"
 IMAGES = "stage_2_train_images"
 
 
+COLUMNS = ["patientId", "x", "y", "width", "height", "Target"]
+
+
+def _target(value):
+    """1 (a box), 0 (normal) or None: the published values, or numbers equal to them."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if number in (0.0, 1.0) else None
+
+
+def _read_rows(path, log):
+    """patientId -> {"boxes": [(XYXY box, where)], "bad": rows with Target 1 and no box}."""
+    images = {}
+    for row_no, row in read_csv_rows(path, log, COLUMNS):
+        where = f"{path}:{row_no}"
+        pid, target = row["patientId"], _target(row["Target"])
+        if not pid or target is None:
+            problem = "no patientId" if not pid else f"Target {row['Target']!r} is not 0 or 1"
+            log.report(where, problem, "row")
+            continue
+        image = images.setdefault(pid, {"boxes": [], "bad": 0, "where": where})
+        if target == 0:
+            continue
+        try:
+            x, y, w, h = (parse_number(row[c], c) for c in ("x", "y", "width", "height"))
+        except ValueError as e:
+            log.report(where, str(e), "annotation")
+            image["bad"] += 1
+            continue
+        image["boxes"].append(([x, y, x + w, y + h], where))
+    return images
+
+
 def parse_rsna_pneumonia(root, classes, log):
     path = os.path.join(root, CSV_NAME)
     if not os.path.isfile(path):
         raise DatasetError(f"{path} does not exist; see datasets/README.md for the layout")
-    images, seen = {}, set()
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"patientId", "x", "y", "width", "height", "Target"} - set(
-            reader.fieldnames or []
-        )
-        if missing:
-            raise DatasetError(f"{path}:1: header lacks the columns {sorted(missing)}")
-        for row_no, row in enumerate(reader, start=2):
-            where = f"{path}:{row_no}"
-            pid = (row["patientId"] or "").strip()
-            key = tuple(
-                (row[c] or "").strip() for c in ("patientId", "x", "y", "width", "height", "Target")
-            )
-            if key in seen:
-                log.report(where, f"patient {pid}: the same row is listed twice", "row")
-                continue
-            seen.add(key)
-            image = images.setdefault(pid, {"boxes": [], "where": where})
-            if (row["Target"] or "").strip() != "1":
-                continue
-            try:
-                x, y, w, h = (parse_number(row[c], c) for c in ("x", "y", "width", "height"))
-            except ValueError as e:
-                log.report(where, str(e), "annotation")
-                continue
-            image["boxes"].append(([x, y, x + w, y + h], where))
+    images = _read_rows(path, log)
     records = []
     for pid, image in images.items():
-        file_name = os.path.join(root, IMAGES, pid + ".dcm")
+        try:
+            file_name = resolve_in_root(root, os.path.join(IMAGES, pid + ".dcm"))
+        except DatasetError as e:
+            log.report(image["where"], str(e), "image")
+            continue
         if not os.path.isfile(file_name):
             log.report(image["where"], f"image {file_name} does not exist", "image")
             continue
@@ -72,6 +89,13 @@ def parse_rsna_pneumonia(root, classes, log):
             log.report(image["where"], str(e), "image")
             continue
         anns = [box_annotation(log, where, box, 0, width, height) for box, where in image["boxes"]]
+        if (image["bad"] or image["boxes"]) and not any(anns):
+            log.report(
+                image["where"],
+                f"patient {pid} has Target 1 but no usable box; left out, not kept as normal",
+                "image",
+            )
+            continue
         records.append(
             {
                 "file_name": file_name,

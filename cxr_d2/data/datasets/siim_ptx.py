@@ -10,7 +10,9 @@ EncodedPixels are run-length pairs over the pixels in column-major order with ea
 relative to the end of the previous run; "-1" means no pneumothorax (a normal film, kept).
 Several rows of one image are several instances, never one overwriting another; each box is
 the tight box around its mask. Images in the folder without a row are not labelled and are
-left out (counted in the log).
+left out (counted in the log). EncodedPixels are checked before decoding (non-negative
+integers in pairs, every run inside the image); a bad one is reported and its instance
+skipped, as is an exact repeat of a row.
 """
 
 import csv
@@ -25,7 +27,7 @@ from ..dicom import DICOM_EXTENSIONS, image_size
 from ..masks import decode_relative_rle, encode_relative_rle, mask_to_box, mask_to_rle
 from ..phantom.dicom_writer import write_dicom
 from ..phantom.plan import Finding, PhantomLayout, drawn
-from .common import Source
+from .common import Source, read_csv_rows
 
 __all__ = ["SOURCE", "SIIM_CLASSES", "PHANTOM_LAYOUT", "parse_siim_ptx", "find_dicoms"]
 
@@ -47,32 +49,45 @@ def find_dicoms(folder):
     return found
 
 
+COLUMNS = ["ImageId", "EncodedPixels"]  # compared stripped: the header has " EncodedPixels"
+
+
+def _annotation(log, encoded, where, height, width):
+    """The instance of one EncodedPixels, or None ("-1", or reported and skipped)."""
+    try:
+        mask = decode_relative_rle(encoded, height, width)
+    except ValueError as e:
+        log.report(where, f"EncodedPixels unusable: {e}", "annotation")
+        return None
+    if mask is None:
+        return None  # "-1": no pneumothorax
+    try:
+        box = mask_to_box(mask, where)
+    except DatasetError:
+        log.report(where, "mask is empty (no foreground pixel)", "annotation")
+        return None
+    return {
+        "bbox": box,
+        "bbox_mode": BoxMode.XYXY_ABS,
+        "category_id": 0,
+        "segmentation": mask_to_rle(mask),
+        "iscrowd": 0,
+    }
+
+
 def parse_siim_ptx(root, classes, log):
     path = os.path.join(root, CSV_NAME)
     if not os.path.isfile(path):
         raise DatasetError(f"{path} does not exist; see datasets/README.md for the layout")
     dicoms = find_dicoms(os.path.join(root, IMAGES))
-    images, seen = {}, set()
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if header[:2] != ["ImageId", "EncodedPixels"]:
-            raise DatasetError(f"{path}:1: header {header} is not 'ImageId, EncodedPixels'")
-        for row_no, row in enumerate(reader, start=2):
-            if not any(c.strip() for c in row):
-                continue
-            where = f"{path}:{row_no}"
-            if len(row) < 2:
-                log.report(where, "row has no EncodedPixels", "row")
-                continue
-            image_id, encoded = row[0].strip(), row[1].strip()
-            if (image_id, encoded) in seen:
-                log.report(where, f"image {image_id}: the same row is listed twice", "row")
-                continue
-            seen.add((image_id, encoded))
-            images.setdefault(image_id, {"rows": [], "where": where})["rows"].append(
-                (encoded, where)
-            )
+    images = {}
+    for row_no, row in read_csv_rows(path, log, COLUMNS):
+        where = f"{path}:{row_no}"
+        if not row["ImageId"]:
+            log.report(where, "no ImageId", "row")
+            continue
+        image = images.setdefault(row["ImageId"], {"rows": [], "where": where})
+        image["rows"].append((row["EncodedPixels"], where))
     records = []
     for image_id, image in images.items():
         file_name = dicoms.get(image_id)
@@ -88,29 +103,16 @@ def parse_siim_ptx(root, classes, log):
         except DatasetError as e:
             log.report(image["where"], str(e), "image")
             continue
-        anns = []
-        for encoded, where in image["rows"]:
-            try:
-                mask = decode_relative_rle(encoded, height, width)
-            except ValueError as e:
-                log.report(where, f"EncodedPixels unusable: {e}", "annotation")
-                continue
-            if mask is None:
-                continue  # "-1": no pneumothorax
-            try:
-                box = mask_to_box(mask, where)
-            except DatasetError:
-                log.report(where, "mask is empty (no foreground pixel)", "annotation")
-                continue
-            anns.append(
-                {
-                    "bbox": box,
-                    "bbox_mode": BoxMode.XYXY_ABS,
-                    "category_id": 0,
-                    "segmentation": mask_to_rle(mask),
-                    "iscrowd": 0,
-                }
+        anns = [_annotation(log, encoded, where, height, width) for encoded, where in image["rows"]]
+        if not any(anns) and any(encoded not in ("", "-1") for encoded, _ in image["rows"]):
+            log.report(
+                image["where"],
+                f"image {image_id}: no usable mask of its pneumothorax; left out, not kept "
+                "as a normal film",
+                "image",
             )
+            continue
+        anns = [a for a in anns if a]
         records.append(
             {
                 "file_name": file_name,

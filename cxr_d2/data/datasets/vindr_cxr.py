@@ -23,7 +23,9 @@ gets is chosen by the dataset name (`box_mode` of the parse):
 Classes: the 14 of the Kaggle competition (present in both layouts); `vindr_cxr_physionet_*`
 (and `vindr_cxr_physionet_wbf_*`) have PhysioNet's 22 local labels.
 
-"No finding" rows (empty coordinates) make a normal film, kept in every split.
+"No finding" rows (empty coordinates) make a normal film, kept in every split. An image
+whose every finding (of the rows read) has an unusable box is left out and counted, never
+kept as a normal film. An exact repeat of a row is reported and skipped (counted as a row).
 """
 
 import csv
@@ -35,9 +37,10 @@ import numpy as np
 from ...errors import ConfigError, DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
+from ..paths import resolve_in_root
 from ..phantom.dicom_writer import write_dicom
 from ..phantom.plan import Finding, PhantomLayout, drawn
-from .common import Source, Variant, box_annotation, category_index
+from .common import Source, Variant, box_annotation, category_index, read_csv_rows
 
 __all__ = [
     "SOURCE",
@@ -162,39 +165,41 @@ def _parse_mode(mode):
     raise ConfigError(f"box_mode {mode!r}: must be 'all', 'wbf' or 'reader:<rad_id>[,...]'")
 
 
+COLUMNS = ["image_id", "class_name", "rad_id", "x_min", "y_min", "x_max", "y_max"]
+
+
 def _read_rows(path, folder, classes, log, official):
-    """image_id -> {"rows": [(rad_id, category or None, box or None)], ...}"""
+    """
+    image_id -> {"rows": [(rad_id, category, box, where)], ...}: category None for "No
+    finding", box None for a finding whose coordinates are unusable (reported).
+    """
     images = {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"image_id", "class_name", "rad_id", "x_min", "y_min", "x_max", "y_max"}
-        missing = need - set(h.strip() for h in reader.fieldnames or [])
-        if missing:
-            raise DatasetError(f"{path}:1: header lacks the columns {sorted(missing)}")
-        for row_no, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            where = f"{path}:{row_no}"
-            image = images.setdefault(
-                row["image_id"],
-                {
-                    "file_name": os.path.join(folder, row["image_id"] + ".dicom"),
-                    "rows": [],
-                    "where": where,
-                    "official_split": official,
-                },
-            )
-            if row["class_name"] == NO_FINDING:
-                image["rows"].append((row["rad_id"], None, None, where))
-                continue
-            category = category_index(log, where, row["class_name"], classes)
-            if category is None:
-                continue
-            try:
-                box = [parse_number(row[c], c) for c in ("x_min", "y_min", "x_max", "y_max")]
-            except ValueError as e:
-                log.report(where, str(e), "annotation")
-                continue
-            image["rows"].append((row["rad_id"], category, box, where))
+    for row_no, row in read_csv_rows(path, log, COLUMNS):
+        where = f"{path}:{row_no}"
+        if not row["image_id"]:
+            log.report(where, "no image_id", "row")
+            continue
+        image = images.setdefault(
+            row["image_id"],
+            {
+                "file_name": os.path.join(folder, row["image_id"] + ".dicom"),
+                "rows": [],
+                "where": where,
+                "official_split": official,
+            },
+        )
+        if row["class_name"] == NO_FINDING:
+            image["rows"].append((row["rad_id"], None, None, where))
+            continue
+        category = category_index(log, where, row["class_name"], classes)
+        if category is None:
+            continue
+        try:
+            box = [parse_number(row[c], c) for c in ("x_min", "y_min", "x_max", "y_max")]
+        except ValueError as e:
+            log.report(where, str(e), "annotation")
+            box = None
+        image["rows"].append((row["rad_id"], category, box, where))
     return images
 
 
@@ -217,6 +222,11 @@ def parse_vindr_cxr(root, classes, log, box_mode="all"):
         if not os.path.isfile(path):
             raise DatasetError(f"{path} does not exist; see datasets/README.md for the layout")
         for image_id, image in _read_rows(path, folder, classes, log, official).items():
+            try:
+                resolve_in_root(root, os.path.relpath(image["file_name"], root))
+            except DatasetError as e:
+                log.report(image["where"], str(e), "image")
+                continue
             if not os.path.isfile(image["file_name"]):
                 log.report(image["where"], f"image {image['file_name']} does not exist", "image")
                 continue
@@ -233,11 +243,19 @@ def parse_vindr_cxr(root, classes, log, box_mode="all"):
                     continue
             anns = []
             for rad_id, category, box, where in rows:
-                if category is None:
+                if category is None or box is None:
                     continue
                 ann = box_annotation(log, where, box, category, width, height, rad_id=rad_id)
                 if ann:
                     anns.append(ann)
+            if not anns and any(category is not None for _, category, _, _ in rows):
+                log.report(
+                    image["where"],
+                    f"image {image_id}: none of its findings has a usable box; left out, not "
+                    "kept as a normal film",
+                    "image",
+                )
+                continue
             if mode == "wbf" and anns:
                 fused = weighted_box_fusion(
                     [a["bbox"] for a in anns], [a["category_id"] for a in anns]
