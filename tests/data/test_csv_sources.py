@@ -125,41 +125,131 @@ def _with(row, **cells):
 
 # (source, name, make bad row from the first good row, message fragment, counted as, change
 # in the number of annotations kept)
-ROW_FAULTS = [
-    (s, "an extra cell", lambda r: r + ["7"], "cells, expected", "row", 0) for s in SOURCES
-] + [
-    (s, "a cell missing", lambda r: r[:-1], "cells, expected", "row", 0) for s in SOURCES
-] + [
-    (s, "a NUL byte", lambda r: _with(r, c0=r[0] + "\0"), "NUL byte", "row", 0) for s in SOURCES
-] + [
-    ("rsna_pneumonia", "exact duplicate", lambda r: r, "listed twice", "row", 0),
-    ("siim_ptx", "exact duplicate", lambda r: r, "listed twice", "row", 0),
-    ("vindr_cxr", "exact duplicate", lambda r: r, "listed twice", "row", 0),
-    ("nih_cxr14", "exact duplicate", lambda r: r, "listed twice", "annotation", 0),
-    ("nih_cxr14", "NaN x", lambda r: _with(r, c2="nan"), "not a finite number", "annotation", 0),
-    ("nih_cxr14", "inf w", lambda r: _with(r, c4="inf"), "not a finite number", "annotation", 0),
-    ("nih_cxr14", "1e30 w", lambda r: _with(r, c4="1e30"), "outside the 64x64", "annotation", 0),
-    ("nih_cxr14", "negative w", lambda r: _with(r, c4="-20"), "x2 < x1", "annotation", 0),
-    ("rsna_pneumonia", "NaN y", lambda r: _with(r, c2="NaN"), "not a finite", "annotation", 0),
-    ("rsna_pneumonia", "1e30 w", lambda r: _with(r, c3="1e30"), "outside the 64x64", "annotation", 0),
-    ("rsna_pneumonia", "negative h", lambda r: _with(r, c4="-5"), "y2 < y1", "annotation", 0),
-    ("rsna_pneumonia", "Target yes", lambda r: _with(r, c5="yes"), "Target 'yes' is not 0 or 1", "row", 0),
-    ("rsna_pneumonia", "Target empty", lambda r: _with(r, c5=""), "Target '' is not 0 or 1", "row", 0),
-    ("rsna_pneumonia", "Target 2", lambda r: _with(r, c5="2"), "Target '2' is not 0 or 1", "row", 0),
-    ("rsna_pneumonia", "Target nan", lambda r: _with(r, c5="nan"), "Target 'nan' is not", "row", 0),
-    ("rsna_pneumonia", "Target 1.0", lambda r: _with(r, c1="1", c5="1.0"), None, None, 1),
-    ("rsna_pneumonia", "patientId empty", lambda r: _with(r, c0=""), "no patientId", "row", 0),
-    ("vindr_cxr", "inf x_max", lambda r: _with(r, c6="inf"), "not a finite", "annotation", 0),
-    ("vindr_cxr", "1e30 y_max", lambda r: _with(r, c7="1e30"), "outside the 64x64", "annotation", 0),
-    ("vindr_cxr", "x_max < x_min", lambda r: _with(r, c6="1"), "x2 < x1", "annotation", 0),
-    ("vindr_cxr", "another reader", lambda r: _with(r, c3="R99"), None, None, 1),
-    ("siim_ptx", "RLE start 1e30", lambda r: _with(r, c1="1e30 5"), "'1e30' is not a non-negative integer", "annotation", 0),
-    ("siim_ptx", "RLE start 10^30", lambda r: _with(r, c1="1" + "0" * 30 + " 5"), "is too large", "annotation", 0),
-    ("siim_ptx", "RLE negative", lambda r: _with(r, c1="-3 2"), "'-3' is not", "annotation", 0),
-    ("siim_ptx", "RLE odd", lambda r: _with(r, c1="1 2 3"), "odd number", "annotation", 0),
-    ("siim_ptx", "RLE beyond image", lambda r: _with(r, c1="4090 10"), "ends beyond the 64x64", "annotation", 0),
-    ("siim_ptx", "RLE of zeros", lambda r: _with(r, c1="0 0"), "mask is empty", "annotation", 0),
-]
+ROW_FAULTS = (
+    [(s, "an extra cell", lambda r: r + ["7"], "cells, expected", "row", 0) for s in SOURCES]
+    + [(s, "a cell missing", lambda r: r[:-1], "cells, expected", "row", 0) for s in SOURCES]
+    + [(s, "a NUL byte", lambda r: _with(r, c0=r[0] + "\0"), "NUL byte", "row", 0) for s in SOURCES]
+    + [
+        ("rsna_pneumonia", "exact duplicate", lambda r: r, "listed twice", "row", 0),
+        ("siim_ptx", "exact duplicate", lambda r: r, "listed twice", "row", 0),
+        ("vindr_cxr", "exact duplicate", lambda r: r, "listed twice", "row", 0),
+        ("nih_cxr14", "exact duplicate", lambda r: r, "listed twice", "annotation", 0),
+        (
+            "nih_cxr14",
+            "NaN x",
+            lambda r: _with(r, c2="nan"),
+            "not a finite number",
+            "annotation",
+            0,
+        ),
+        (
+            "nih_cxr14",
+            "inf w",
+            lambda r: _with(r, c4="inf"),
+            "not a finite number",
+            "annotation",
+            0,
+        ),
+        (
+            "nih_cxr14",
+            "1e30 w",
+            lambda r: _with(r, c4="1e30"),
+            "outside the 64x64",
+            "annotation",
+            0,
+        ),
+        ("nih_cxr14", "negative w", lambda r: _with(r, c4="-20"), "x2 < x1", "annotation", 0),
+        ("rsna_pneumonia", "NaN y", lambda r: _with(r, c2="NaN"), "not a finite", "annotation", 0),
+        (
+            "rsna_pneumonia",
+            "1e30 w",
+            lambda r: _with(r, c3="1e30"),
+            "outside the 64x64",
+            "annotation",
+            0,
+        ),
+        ("rsna_pneumonia", "negative h", lambda r: _with(r, c4="-5"), "y2 < y1", "annotation", 0),
+        (
+            "rsna_pneumonia",
+            "Target yes",
+            lambda r: _with(r, c5="yes"),
+            "Target 'yes' is not 0 or 1",
+            "row",
+            0,
+        ),
+        (
+            "rsna_pneumonia",
+            "Target empty",
+            lambda r: _with(r, c5=""),
+            "Target '' is not 0 or 1",
+            "row",
+            0,
+        ),
+        (
+            "rsna_pneumonia",
+            "Target 2",
+            lambda r: _with(r, c5="2"),
+            "Target '2' is not 0 or 1",
+            "row",
+            0,
+        ),
+        (
+            "rsna_pneumonia",
+            "Target nan",
+            lambda r: _with(r, c5="nan"),
+            "Target 'nan' is not",
+            "row",
+            0,
+        ),
+        ("rsna_pneumonia", "Target 1.0", lambda r: _with(r, c1="1", c5="1.0"), None, None, 1),
+        ("rsna_pneumonia", "patientId empty", lambda r: _with(r, c0=""), "no patientId", "row", 0),
+        ("vindr_cxr", "inf x_max", lambda r: _with(r, c6="inf"), "not a finite", "annotation", 0),
+        (
+            "vindr_cxr",
+            "1e30 y_max",
+            lambda r: _with(r, c7="1e30"),
+            "outside the 64x64",
+            "annotation",
+            0,
+        ),
+        ("vindr_cxr", "x_max < x_min", lambda r: _with(r, c6="1"), "x2 < x1", "annotation", 0),
+        ("vindr_cxr", "another reader", lambda r: _with(r, c3="R99"), None, None, 1),
+        (
+            "siim_ptx",
+            "RLE start 1e30",
+            lambda r: _with(r, c1="1e30 5"),
+            "'1e30' is not a non-negative integer",
+            "annotation",
+            0,
+        ),
+        (
+            "siim_ptx",
+            "RLE start 10^30",
+            lambda r: _with(r, c1="1" + "0" * 30 + " 5"),
+            "is too large",
+            "annotation",
+            0,
+        ),
+        ("siim_ptx", "RLE negative", lambda r: _with(r, c1="-3 2"), "'-3' is not", "annotation", 0),
+        ("siim_ptx", "RLE odd", lambda r: _with(r, c1="1 2 3"), "odd number", "annotation", 0),
+        (
+            "siim_ptx",
+            "RLE beyond image",
+            lambda r: _with(r, c1="4090 10"),
+            "ends beyond the 64x64",
+            "annotation",
+            0,
+        ),
+        (
+            "siim_ptx",
+            "RLE of zeros",
+            lambda r: _with(r, c1="0 0"),
+            "mask is empty",
+            "annotation",
+            0,
+        ),
+    ]
+)
 
 
 @pytest.mark.parametrize(
@@ -217,7 +307,9 @@ def registered(tmp_path):
 
 
 @pytest.mark.parametrize("source", ["rsna_pneumonia", "vindr_cxr", "nih_cxr14"])
-def test_dataset_with_every_row_skipped_is_one_dataset_error(phantoms, tmp_path, registered, source):
+def test_dataset_with_every_row_skipped_is_one_dataset_error(
+    phantoms, tmp_path, registered, source
+):
     folder, path, header, rows = _copy(phantoms, tmp_path, source)
     _write(path, header, [r + ["extra"] for r in rows])
     registered(source, tmp_path)
