@@ -7,24 +7,25 @@ the dataset to COCO json and writes `coco_instances_results.json`) and replaces 
 never through `detectron2._C`, with pycocotools or faster-coco-eval (same numbers).
 """
 
+import copy
 import datetime
 import itertools
-import json
 import logging
 import math
 import os
 from collections import OrderedDict
 
 import numpy as np
+import torch
+from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
-from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
 
 from ..data.datasets.common import AGNOSTIC_CLASS
 from ..data.splits import MANIFEST_FILE
-from ..errors import ConfigError
+from ..errors import ConfigError, CXRError, DatasetError
 from .cocoeval import (
     DEFAULT_MAX_DETS,
     agnostic_gt,
@@ -35,7 +36,9 @@ from .cocoeval import (
     summarize,
 )
 from .froc import FP_RATES, compute_froc, plot_froc
+from .ground_truth import check_ground_truth, image_sizes, load_ground_truth
 from .naming import dataset_label, is_agnostic_dataset, model_name
+from .output import make_folder, output_error, write_json, write_output
 from .validate import check_results
 
 __all__ = ["CXRCOCOEvaluator", "build_coco_evaluator", "eval_tasks", "METRICS_FILE"]
@@ -101,14 +104,27 @@ class CXRCOCOEvaluator(COCOEvaluator):
                 named in evaluation.json when it exists).
         """
         self._max_dets = tuple(sorted(int(m) for m in max_dets))
-        super().__init__(
-            dataset_name,
-            tasks,
-            distributed,
-            output_dir,
-            max_dets_per_image=self._max_dets[-1],
-            use_fast_impl=False,
-        )
+        converted = _check_ground_truth_file(dataset_name, output_dir)
+        try:
+            super().__init__(
+                dataset_name,
+                tasks,
+                distributed,
+                output_dir,
+                max_dets_per_image=self._max_dets[-1],
+                use_fast_impl=False,
+            )
+        except OSError as e:  # converting the dataset to COCO json, into output_dir
+            if converted:  # Detectron2 named the file it could not write as the json_file
+                MetadataCatalog.get(dataset_name).__dict__.pop("json_file", None)
+                if os.path.exists(converted + ".tmp"):
+                    os.remove(converted + ".tmp")
+            raise output_error(e.filename or converted, e) from None
+        if converted:
+            check_ground_truth(
+                self._coco_api.dataset, f"dataset '{dataset_name}' (as COCO json {converted})"
+            )
+        self._image_sizes = image_sizes(self._coco_api.dataset)
         self._dataset_name = dataset_name
         self._agnostic = agnostic
         self._backend = resolve_backend(backend)
@@ -125,13 +141,14 @@ class CXRCOCOEvaluator(COCOEvaluator):
         coco_results = list(itertools.chain(*[x["instances"] for x in predictions]))
         tasks = self._tasks or self._tasks_from_predictions(coco_results)
         classes = list(self._metadata.get("thing_classes"))
-        check_results(
+        coco_results = check_results(
             coco_results,
             set(range(len(classes))),
-            set(self._coco_api.getImgIds()),
+            self._image_sizes,
             where=f"predictions of the model on dataset '{self._dataset_name}'",
             contiguous=True,
             class_names=classes,
+            tasks=tasks,
         )
         mapping = self._metadata.get("thing_dataset_id_to_contiguous_id", None)
         if mapping:
@@ -140,17 +157,34 @@ class CXRCOCOEvaluator(COCOEvaluator):
                 r["category_id"] = reverse[r["category_id"]]
         if self._output_dir:
             path = os.path.join(self._output_dir, "coco_instances_results.json")
-            with PathManager.open(path, "w") as f:
-                f.write(json.dumps(coco_results))  # json.dump to a file is ~5x slower
+            write_json(path, coco_results)  # json.dumps: json.dump to a file is ~5x slower
         if not self._do_evaluation:
             self._logger.info("Annotations are not available for evaluation.")
             return
         self._score(coco_results, tasks, img_ids)
 
     def evaluate(self, img_ids=None):
+        """COCOEvaluator.evaluate, with every file written atomically, then evaluation.json."""
         self._froc = {}
-        results = super().evaluate(img_ids)
-        if results and comm.is_main_process() and self._output_dir:
+        predictions = self._predictions
+        if self._distributed:
+            comm.synchronize()
+            predictions = list(itertools.chain(*comm.gather(predictions, dst=0)))
+            if not comm.is_main_process():
+                return {}
+        if not predictions:
+            self._logger.warning("[COCOEvaluator] Did not receive valid predictions.")
+            return {}
+        if self._output_dir:
+            path = os.path.join(self._output_dir, "instances_predictions.pth")
+            write_output(path, lambda f: torch.save(predictions, f))
+        self._results = OrderedDict()
+        if "proposals" in predictions[0]:
+            self._eval_box_proposals(predictions)
+        if "instances" in predictions[0]:
+            self._eval_predictions(predictions, img_ids=img_ids)
+        results = copy.deepcopy(self._results)
+        if results and self._output_dir:
             self.write_metrics(results)
         return results
 
@@ -169,17 +203,17 @@ class CXRCOCOEvaluator(COCOEvaluator):
         Returns:
             OrderedDict: task -> metric -> value, as `evaluate()`.
         """
-        check_results(
+        tasks = tasks or self._tasks or self._tasks_from_predictions(coco_results)
+        coco_results = check_results(
             coco_results,
             set(self._coco_api.getCatIds()),
-            set(self._coco_api.getImgIds()),
+            self._image_sizes,
             where=where,
             class_names=[c["name"] for c in self._coco_api.dataset["categories"]],
+            tasks=tasks,
         )
         self._results, self._froc = OrderedDict(), {}
-        self._score(
-            coco_results, tasks or self._tasks or self._tasks_from_predictions(coco_results)
-        )
+        self._score(coco_results, tasks)
         if self._output_dir:
             self.write_metrics(self._results)
         return self._results
@@ -194,6 +228,8 @@ class CXRCOCOEvaluator(COCOEvaluator):
         self._logger.info(
             f"Evaluating predictions with {self._backend} (maxDets {list(self._max_dets)}) ..."
         )
+        if "segm" in tasks:
+            self._check_gt_masks()
         for task in sorted(tasks):
             if task not in ("bbox", "segm"):
                 self._logger.warning(f"Task '{task}' is not scored by CXRCOCOEvaluator: skipped")
@@ -201,6 +237,16 @@ class CXRCOCOEvaluator(COCOEvaluator):
             variants = [(task, False)] + ([(f"{task}_agnostic", True)] if self._agnostic else [])
             for name, agnostic in variants:
                 self._score_task(name, task, coco_results, agnostic, img_ids)
+
+    def _check_gt_masks(self):
+        for a in self._coco_api.dataset.get("annotations", []):
+            if "segmentation" not in a:
+                raise DatasetError(
+                    f"dataset '{self._dataset_name}': annotation {a['id']} (image_id "
+                    f"{a['image_id']}) has no 'segmentation', which a mask (segm) evaluation "
+                    "needs; give the dataset masks, or score boxes only (CXR.EVAL_TASKS "
+                    "('bbox',))"
+                )
 
     def _score_task(self, name, iou_type, coco_results, agnostic, img_ids):
         gt_dict = self._coco_api.dataset
@@ -258,8 +304,11 @@ class CXRCOCOEvaluator(COCOEvaluator):
     # ---- evaluation.json ------------------------------------------------------------------------
 
     def write_metrics(self, results):
-        """Write evaluation.json (and the FROC PNGs) into the output folder; return its path."""
-        PathManager.mkdirs(self._output_dir)
+        """
+        Write the FROC PNGs, then evaluation.json, into the output folder, each atomically;
+        return the path of evaluation.json. OutputError names a file that cannot be written.
+        """
+        make_folder(self._output_dir)
         images = self._coco_api.dataset["images"]
         record = {
             "dataset": self._dataset_name,
@@ -281,19 +330,43 @@ class CXRCOCOEvaluator(COCOEvaluator):
             "config": self._run_info.get("config", ""),
             "split_manifest": _existing(self._run_info.get("split_manifest")),
         }
-        path = os.path.join(self._output_dir, METRICS_FILE)
-        tmp = path + ".tmp"
-        with PathManager.open(tmp, "w") as f:
-            json.dump(record, f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
         for task, froc in self._froc.items():
             plot_froc(
                 froc,
                 os.path.join(self._output_dir, f"froc_{task}.png"),
                 title=f"{self._dataset_name} {task}",
             )
+        # Last: an evaluation.json on disk means every file of the evaluation is complete.
+        path = os.path.join(self._output_dir, METRICS_FILE)
+        write_json(path, record, indent=1, allow_nan=False)
         self._logger.info(f"Metrics written to {path}")
         return path
+
+
+def _check_ground_truth_file(dataset_name, output_dir):
+    """
+    Check the dataset's COCO json (its `json_file`) before pycocotools reads it. Without one,
+    Detectron2 converts the dataset to `<output_dir>/<name>_coco_format.json`, or reuses that
+    file: an unreadable one is removed with a warning, to be converted again. Returns that
+    path (None where the dataset has its json_file).
+    """
+    meta = MetadataCatalog.get(dataset_name)
+    if hasattr(meta, "json_file"):
+        check_ground_truth(load_ground_truth(meta.json_file), f"ground truth {meta.json_file}")
+        return None
+    if not output_dir:
+        return None
+    cache = os.path.join(output_dir, f"{dataset_name}_coco_format.json")
+    if os.path.isfile(cache):
+        try:
+            check_ground_truth(load_ground_truth(cache), f"ground truth {cache}")
+        except CXRError as e:
+            logger.warning(f"{e}: removed, to convert '{dataset_name}' again")
+            try:
+                os.remove(cache)
+            except OSError as err:
+                raise output_error(cache, err) from None
+    return cache
 
 
 def _existing(path):
@@ -358,8 +431,8 @@ def build_coco_evaluator(cfg, dataset_name, output_dir):
             "agnostic_training": bool(cfg.DATASETS.TRAIN)
             and all(is_agnostic_dataset(n) for n in cfg.DATASETS.TRAIN),
             "output_dir": cfg.OUTPUT_DIR,
-            "split_manifest": os.path.join(cfg.OUTPUT_DIR, MANIFEST_FILE)
-            if cfg.CXR.WRITE_MANIFEST
-            else "",
+            "split_manifest": (
+                os.path.join(cfg.OUTPUT_DIR, MANIFEST_FILE) if cfg.CXR.WRITE_MANIFEST else ""
+            ),
         },
     )

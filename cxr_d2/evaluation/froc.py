@@ -23,6 +23,8 @@ import math
 import numpy as np
 from pycocotools import mask as mask_util
 
+from .output import write_output
+
 __all__ = ["FP_RATES", "froc_labels", "froc_curve", "sensitivity_at", "compute_froc", "plot_froc"]
 
 
@@ -182,7 +184,10 @@ def _entry(scores, labels, num_lesions, num_images, rates):
 
 
 def plot_froc(froc, path, title="FROC"):
-    """Draw every class's FROC curve (log false-positive axis) with the report rates to a PNG."""
+    """
+    Draw every class's FROC curve (log false-positive axis) with the report rates to a PNG,
+    written atomically (OutputError names it when it cannot be written).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,5 +216,7 @@ def plot_froc(froc, path, title="FROC"):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_output(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
