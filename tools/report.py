@@ -6,13 +6,14 @@ The paper's Tables I, II and III from a set of evaluated runs:
         --output report/
 
 Each RUN_DIR is a run's OUTPUT_DIR (its `inference/<dataset>/evaluation.json` are read), one
-`inference/<dataset>` folder, or an evaluation.json file. Runs that cannot be read are listed and
-skipped. Writes table{1,2,3}_*.{md,csv,tex}, tables.md and report.png into --output.
+`inference/<dataset>` folder, or an evaluation.json file. Runs that cannot be read (missing, not
+JSON, or a key missing or of another type) are listed as "skipped: FILE: reason" and skipped. Writes table{1,2,3}_*.{md,csv,tex}, tables.md and report.png into --output.
 """
 
 import argparse
 import sys
 
+from cxr_d2.errors import CXRError
 from cxr_d2.evaluation import METRICS_FILE
 from cxr_d2.evaluation.report import collect, write_report
 
@@ -34,7 +35,10 @@ def main(argv=None):
             f"error: none of the {len(args.runs)} run folders has a readable {METRICS_FILE} "
             f"(OUTPUT_DIR/inference/<dataset>/{METRICS_FILE}); evaluate them first"
         )
-    written = write_report(records, skipped, args.output)
+    try:
+        written = write_report(records, skipped, args.output)
+    except CXRError as e:
+        sys.exit(f"error: {e}")
     print(f"{len(records)} evaluation(s) read; tables written to {args.output}:")
     for files in written.values():
         for path in files.values():

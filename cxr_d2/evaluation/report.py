@@ -5,11 +5,15 @@ The paper's tables from any set of runs: Table I (class-specific detection), Tab
 
 Input: the `evaluation.json` files the evaluator writes to `OUTPUT_DIR/inference/<dataset>/`.
 Rows are models (named from each run's config), columns datasets; a cell no run provides is
-"n/a". Runs that cannot be read are skipped and listed, never fatal for the others.
+"n/a". Runs that cannot be read (no evaluation.json, not JSON, not UTF-8, or not of the shape
+the evaluator writes: a key missing or of another type) are skipped and listed with the
+reason, never fatal for the others. Every output is written atomically; a failed write is an
+OutputError naming the file.
 """
 
 import csv
 import glob
+import io
 import json
 import os
 from collections import OrderedDict
@@ -17,6 +21,8 @@ from collections import OrderedDict
 from tabulate import tabulate
 
 from .coco import METRICS_FILE
+from .output import make_folder, write_output, write_text
+from .regions import is_finite_number as _is_finite_number
 
 __all__ = ["TABLES", "MISSING", "find_metrics", "collect", "build_table", "write_report"]
 
@@ -51,17 +57,49 @@ def find_metrics(path):
     return found
 
 
+# Keys of evaluation.json the tables read: (key, accepted types, what they hold).
+_RECORD_KEYS = (
+    ("dataset", str, "the dataset's name"),
+    ("dataset_label", str, "a dataset name"),
+    ("model", str, "a model name"),
+    ("agnostic_dataset", bool, "true or false"),
+    ("agnostic_training", bool, "true or false"),
+)
+_TABLE_TASKS = ("bbox", "bbox_agnostic", "segm")
+
+
 def _load(path):
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             record = json.load(f)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
         raise ValueError(f"cannot read it ({e})") from None
     if not isinstance(record, dict) or not isinstance(record.get("tasks"), dict):
         raise ValueError("not a metrics file of cxr_d2 (no 'tasks')")
     if not record.get("dataset"):
         raise ValueError("no 'dataset' in it")
+    _check_record(record)
     return record
+
+
+def _check_record(record):
+    """ValueError naming the key of an evaluation.json the tables cannot read."""
+    for key, kind, what in _RECORD_KEYS:
+        if key in record and not isinstance(record[key], kind):
+            raise ValueError(f"'{key}' is {record[key]!r}, not {what}; evaluate the run again")
+    for task in _TABLE_TASKS:
+        metrics = record["tasks"].get(task)
+        if metrics is None:
+            continue
+        if not isinstance(metrics, dict):
+            raise ValueError(f"'tasks.{task}' is not an object of metrics; evaluate the run again")
+        for _, key in METRICS:
+            value = metrics.get(key)
+            if value is not None and not _is_finite_number(value):
+                raise ValueError(
+                    f"'tasks.{task}.{key}' is {value!r}, not a number or null; evaluate the run "
+                    "again"
+                )
 
 
 def _run_name(path):
@@ -154,28 +192,31 @@ def _grid(rows, datasets, cells):
     return header, body
 
 
-def _write_table(out_dir, stem, title, rows, datasets, cells):
-    header, body = _grid(rows, datasets, cells)
-    paths = {ext: os.path.join(out_dir, f"{stem}.{ext}") for ext in ("md", "csv", "tex")}
+def _table_texts(title, header, body):
+    """The table as {"md", "csv", "tex"}: text."""
     note = "" if body else "\n_No run has results for this table._\n"
-    with open(paths["md"], "w") as f:
-        f.write(f"### {title}\n\n")
-        f.write(tabulate(body, headers=header, tablefmt="github", disable_numparse=True) + "\n")
-        f.write(note)
-    with open(paths["csv"], "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(body)
-    with open(paths["tex"], "w") as f:
-        f.write(f"% {title}\n")
-        if body:
-            f.write(
-                tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
-            )
-            f.write("\n")
-        else:
-            f.write("% No run has results for this table.\n")
-    return paths
+    md = f"### {title}\n\n"
+    md += tabulate(body, headers=header, tablefmt="github", disable_numparse=True) + "\n" + note
+    csv_text = io.StringIO(newline="")
+    writer = csv.writer(csv_text)
+    writer.writerow(header)
+    writer.writerows(body)
+    tex = f"% {title}\n"
+    if body:
+        tex += tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
+        tex += "\n"
+    else:
+        tex += "% No run has results for this table.\n"
+    return {"md": md, "csv": csv_text.getvalue(), "tex": tex}
+
+
+def _write_table(out_dir, stem, title, rows, datasets, cells):
+    """Write `<stem>.md/.csv/.tex`; returns ({extension: path}, the Markdown text)."""
+    texts = _table_texts(title, *_grid(rows, datasets, cells))
+    paths = {ext: os.path.join(out_dir, f"{stem}.{ext}") for ext in texts}
+    for ext, text in texts.items():
+        write_text(paths[ext], text)
+    return paths, texts["md"]
 
 
 def _bar_chart(tables, path):
@@ -214,14 +255,17 @@ def _bar_chart(tables, path):
         ax.set_xticklabels(datasets, fontsize=7, rotation=15)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_output(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def write_report(records, skipped, out_dir):
     """
     Write the three tables (`<stem>.md/.csv/.tex`), `tables.md` with all three and the list
-    of skipped runs, and `report.png` (mAP bars) into `out_dir`.
+    of skipped runs, and `report.png` (mAP bars) into `out_dir`, each atomically; OutputError
+    names a file that cannot be written.
 
     Args:
         records, skipped: from `collect`.
@@ -229,18 +273,19 @@ def write_report(records, skipped, out_dir):
     Returns:
         dict: table stem (and "all", "chart") -> {extension: path}.
     """
-    os.makedirs(out_dir, exist_ok=True)
-    written, built = {}, []
+    make_folder(out_dir)
+    written, built, markdown = {}, [], []
     for stem, title in TABLES:
         rows, datasets, cells = build_table(records, stem)
-        written[stem] = _write_table(out_dir, stem, title, rows, datasets, cells)
+        written[stem], md = _write_table(out_dir, stem, title, rows, datasets, cells)
+        markdown.append(md)
         built.append((title, (rows, datasets, cells)))
     all_md = os.path.join(out_dir, "tables.md")
-    with open(all_md, "w") as f:
-        f.write("\n".join(open(written[stem]["md"]).read() for stem, _ in TABLES))
-        if skipped:
-            f.write("\nSkipped (could not be read):\n\n")
-            f.writelines(f"- `{p}`: {reason}\n" for p, reason in skipped)
+    text = "\n".join(markdown)
+    if skipped:
+        text += "\nSkipped (could not be read):\n\n"
+        text += "".join(f"- `{p}`: {reason}\n" for p, reason in skipped)
+    write_text(all_md, text)
     written["all"] = {"md": all_md}
     chart = os.path.join(out_dir, "report.png")
     _bar_chart(built, chart)

@@ -169,3 +169,82 @@ def test_report_without_readable_runs_fails_in_one_line(tmp_path, capsys):
     assert err[0].startswith(f"skipped: {tmp_path / 'not_evaluated'}: no evaluation.json")
     assert err[1] == f"skipped: {tmp_path / 'nowhere'}: no such file or folder"
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def _metrics(**changes):
+    record = {
+        "dataset": "cxr_phantom_test",
+        "model": "RetinaNet R-18-FPN",
+        "tasks": {"bbox": {"AP": 50.0, "AP50": 70.0, "AR": 60.0}},
+    }
+    record.update(changes)
+    return record
+
+
+# (case, evaluation.json content, reason fragment on its "skipped:" line)
+BAD_METRICS = [
+    ("not JSON", b"AP,AP50\n", "cannot read it (Expecting value"),
+    ("truncated", json.dumps(_metrics()).encode()[:-5], "cannot read it"),
+    ("not UTF-8", b'{"dataset": "\xff"}', "cannot read it ('utf-8' codec can't decode"),
+    ("a list", b"[]", "not a metrics file of cxr_d2 (no 'tasks')"),
+    ("tasks a list", json.dumps(_metrics(tasks=[])).encode(), "not a metrics file of cxr_d2"),
+    ("no dataset", json.dumps(_metrics(dataset="")).encode(), "no 'dataset' in it"),
+    ("dataset a number", json.dumps(_metrics(dataset=3)).encode(), "'dataset' is 3, not"),
+    ("model a list", json.dumps(_metrics(model=["x"])).encode(), "'model' is ['x'], not a"),
+    (
+        "agnostic flag as text",
+        json.dumps(_metrics(agnostic_dataset="no")).encode(),
+        "'agnostic_dataset' is 'no', not true or false",
+    ),
+    (
+        "task a number",
+        json.dumps(_metrics(tasks={"bbox": 3})).encode(),
+        "'tasks.bbox' is not an object of metrics",
+    ),
+    (
+        "metric as text",
+        json.dumps(_metrics(tasks={"segm": {"AP": "high"}})).encode(),
+        "'tasks.segm.AP' is 'high', not a number or null",
+    ),
+    (
+        "metric infinite",
+        b'{"dataset": "d", "tasks": {"bbox": {"AR": Infinity}}}',
+        "'tasks.bbox.AR' is inf, not a number or null",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "content,reason", [c[1:] for c in BAD_METRICS], ids=[c[0] for c in BAD_METRICS]
+)
+def test_unreadable_evaluation_json_is_skipped_in_one_line(content, reason, tmp_path, capsys):
+    main = runpy.run_path(os.path.join("tools", "report.py"), run_name="report")["main"]
+    good, bad = tmp_path / "good" / "evaluation.json", tmp_path / "bad" / "evaluation.json"
+    good.parent.mkdir()
+    bad.parent.mkdir()
+    good.write_text(json.dumps(_metrics()))
+    bad.write_bytes(content)
+    assert main([str(good.parent), str(bad.parent), "--output", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"skipped: {bad}: {reason}"), err
+    table = (tmp_path / "out" / "table1_class_specific.csv").read_text().splitlines()
+    assert table[1] == "RetinaNet R-18-FPN,50.0,70.0,60.0"  # the good run, still reported
+
+
+@pytest.mark.parametrize("target", ["table2_class_agnostic.tex", "tables.md", "report.png"])
+def test_full_disk_while_writing_the_report_ends_in_one_line(target, tmp_path, monkeypatch):
+    from tests.evaluation.test_validate import _fail_writes
+
+    main = runpy.run_path(os.path.join("tools", "report.py"), run_name="report")["main"]
+    run = tmp_path / "run" / "evaluation.json"
+    run.parent.mkdir()
+    run.write_text(json.dumps(_metrics()))
+    out = tmp_path / "out"
+    _fail_writes(monkeypatch, target, 28)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run.parent), "--output", str(out)])
+    assert str(exit_info.value.code) == (
+        f"error: cannot write {out / target} (No space left on device); free space on that "
+        "disk, or write the outputs elsewhere"
+    )
+    assert not (out / target).exists() and not list(out.glob("*.tmp"))
