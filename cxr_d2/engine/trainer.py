@@ -8,24 +8,39 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import DefaultTrainer, hooks
 from detectron2.utils import comm
 
 from ..data.mapper import CXRDatasetMapper
 from ..data.splits import MANIFEST_FILE, write_manifest
 from ..data.transforms import build_train_mapper
+from ..errors import CXRError
 from ..evaluation import build_coco_evaluator
 from .checkpoint import AtomicCheckpointer
+from .divergence import DivergenceHook, TrainingDiverged, divergence_message
 
 __all__ = ["Trainer", "write_run_manifest"]
 
 logger = logging.getLogger(__name__)
 
 
+class _NoTracebackForCXRErrors(logging.Filter):
+    """Drops the training loop's "Exception during training:" traceback for a CXRError, whose
+    one-line message the tool prints (`launch_tool`)."""
+
+    def filter(self, record):
+        return not (record.exc_info and isinstance(record.exc_info[1], CXRError))
+
+
+_TRAIN_LOOP_LOGGER = logging.getLogger("detectron2.engine.train_loop")
+_TRAIN_LOOP_LOGGER.addFilter(_NoTracebackForCXRErrors())
+
+
 class Trainer(DefaultTrainer):
     """
     DefaultTrainer with: the COCO evaluator that needs no `detectron2._C`, atomic checkpoints,
-    and `OUTPUT_DIR/split_manifest.json` listing the images of every dataset of the run.
+    `OUTPUT_DIR/split_manifest.json` listing the images of every dataset of the run, and a
+    divergence watch (CXR.DIVERGENCE) that ends an exploding or NaN run in one line.
 
     Each dataset is parsed once per process (`cxr_d2.data.datasets.common`): the train
     loader, the manifest, the test loader and the evaluator share that parse.
@@ -43,7 +58,25 @@ class Trainer(DefaultTrainer):
         self.checkpointer = AtomicCheckpointer(
             self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
-        return super().build_hooks()
+        hook_list = super().build_hooks()
+        if self.cfg.CXR.DIVERGENCE.ENABLED:
+            # before the checkpointer: a stop at a checkpoint step saves no diverged weights
+            at = next(
+                (i for i, h in enumerate(hook_list) if isinstance(h, hooks.PeriodicCheckpointer)),
+                len(hook_list),
+            )
+            hook_list.insert(at, DivergenceHook.from_config(self.cfg))
+        return hook_list
+
+    def run_step(self):
+        """DefaultTrainer.run_step; a NaN/inf loss (Detectron2's FloatingPointError) is a
+        TrainingDiverged naming the iteration and what to do."""
+        try:
+            super().run_step()
+        except FloatingPointError:
+            raise TrainingDiverged(
+                divergence_message(self.cfg, self.iter, float("nan"), "(NaN or inf)")
+            ) from None
 
     @classmethod
     def build_train_loader(cls, cfg):
