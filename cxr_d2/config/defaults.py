@@ -44,8 +44,9 @@ def add_cxr_config(cfg):
 
     # Watch the training loss for divergence (cxr_d2/engine/divergence.py): a run diverges when
     # the median total_loss of the last WINDOW iterations exceeds FACTOR x the median of its
-    # first WINDOW iterations, or when the loss is NaN/inf.
+    # first WINDOW iterations. A NaN/inf loss always stops the run (Detectron2 cannot go on).
     cfg.CXR.DIVERGENCE = CN()
+    # Watch at all (off: an exploding loss trains on silently, as in plain Detectron2).
     cfg.CXR.DIVERGENCE.ENABLED = True
     # Iterations in each median (the first check is after 2 x WINDOW iterations).
     cfg.CXR.DIVERGENCE.WINDOW = 20
