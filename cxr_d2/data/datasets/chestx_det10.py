@@ -24,10 +24,8 @@ from ..dicom import image_size
 from ..masks import mask_to_box
 from ..paths import resolve_in_root
 from ..phantom.plan import Finding, PhantomLayout, drawn, mask_polygon, write_png
-from .coco_json import ShapeError, expect, expect_numbers, read_json
+from .coco_json import MISSING, ShapeError, expect, expect_numbers, read_json
 from .common import Source, box_annotation, category_index
-
-_MISSING = object()
 
 __all__ = [
     "SOURCE",
@@ -80,7 +78,7 @@ def _finding(item, j, at, where, size, classes, log, with_polygons):
 def _check_entry(item, at, with_polygons):
     """The entry's file name after checking the shape of its keys, or ShapeError."""
     expect(item, dict, at)
-    name = expect(item.get("file_name", _MISSING), str, f"{at}.file_name")
+    name = expect(item.get("file_name", MISSING), str, f"{at}.file_name")
     for key in ("syms", "boxes") + (("polygons",) if with_polygons else ()):
         if item.get(key) is not None:
             expect(item[key], list, f"{at}.{key}")
@@ -96,7 +94,9 @@ def _findings(item, at, where, size, classes, log, with_polygons):
     counts = [len(v) for v in entry.values()]
     if len(set(counts)) > 1:
         listed = " and ".join(f"{n} {key}" for key, n in zip(keys, counts))
-        log.report(where, f"{listed}; the unpaired ones are skipped", None)
+        log.report(where, f"{listed}; the unpaired ones are skipped", "annotation")
+        for _ in range(max(counts) - min(counts) - 1):
+            log.skip("annotation")
     anns = []
     for j in range(min(counts)):
         at_j = f"{where} finding {j}"

@@ -16,6 +16,7 @@ from ..policy import data_policy
 from .common import category_index
 
 __all__ = [
+    "MISSING",
     "ShapeError",
     "read_json",
     "expect",
@@ -25,7 +26,7 @@ __all__ = [
     "iter_coco_annotations",
 ]
 
-_MISSING = object()
+MISSING = object()  # a key absent from its JSON object
 
 
 class ShapeError(ValueError):
@@ -62,7 +63,7 @@ _KINDS = {list: "list", dict: "object", str: "string", (int, str): "integer or s
 
 
 def _show(value):
-    if value is _MISSING:
+    if value is MISSING:
         return "nothing (the key is missing)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -77,7 +78,7 @@ def expect(value, kind, at, empty=False):
     if ok and kind is str and not empty and not value.strip():
         ok = False
     if not ok:
-        article = "an" if kind == (int, str) else "a"
+        article = "an" if _KINDS[kind][0] in "aeiou" else "a"
         raise ShapeError(f"{at}: expected {article} {_KINDS[kind]}, got {_show(value)}")
     return value
 
@@ -113,8 +114,8 @@ def expect_size(image, at):
         return None, None
     size = []
     for key in ("height", "width"):
-        value = image.get(key, _MISSING)
-        number = _number(value) if value is not _MISSING else None
+        value = image.get(key, MISSING)
+        number = _number(value) if value is not MISSING else None
         if number is None or number < 1 or number != int(number):
             raise ShapeError(f"{at}.{key}: expected a positive integer, got {_show(value)}")
         size.append(int(number))
@@ -130,7 +131,7 @@ def _coco_lists(coco, path):
     """The images, annotations and categories lists of a COCO dict, or DatasetError."""
     try:
         return [
-            expect(coco.get(key, _MISSING), list, key)
+            expect(coco.get(key, MISSING), list, key)
             for key in ("images", "annotations", "categories")
         ]
     except ShapeError as e:
@@ -139,8 +140,8 @@ def _coco_lists(coco, path):
 
 def _image_record(im, at, image_path, extra):
     expect(im, dict, at)
-    image_id = expect(im.get("id", _MISSING), (int, str), f"{at}.id")
-    name = expect(im.get("file_name", _MISSING), str, f"{at}.file_name")
+    image_id = expect(im.get("id", MISSING), (int, str), f"{at}.id")
+    name = expect(im.get("file_name", MISSING), str, f"{at}.file_name")
     height, width = expect_size(im, at)
     file_name = image_path(name)  # DatasetError when it leaves the dataset folder
     record = {"file_name": file_name, "height": height, "width": width}
@@ -191,8 +192,8 @@ def _category_names(coco, path, log):
     for k, cat in enumerate(coco["categories"]):
         try:
             expect(cat, dict, f"categories[{k}]")
-            cid = expect(cat.get("id", _MISSING), (int, str), f"categories[{k}].id")
-            name = expect(cat.get("name", _MISSING), str, f"categories[{k}].name")
+            cid = expect(cat.get("id", MISSING), (int, str), f"categories[{k}].id")
+            name = expect(cat.get("name", MISSING), str, f"categories[{k}].name")
         except ShapeError as e:
             log.report(path, f"{e}; its annotations are skipped", None)
             continue
@@ -216,9 +217,9 @@ def iter_coco_annotations(coco, path, log, by_id, classes):
         try:
             expect(ann, dict, f"annotations[{k}]")
             at = f"annotations[{k}].image_id"
-            image_id = expect(ann.get("image_id", _MISSING), (int, str), at)
+            image_id = expect(ann.get("image_id", MISSING), (int, str), at)
             at = f"annotations[{k}].category_id"
-            category_id = expect(ann.get("category_id", _MISSING), (int, str), at)
+            category_id = expect(ann.get("category_id", MISSING), (int, str), at)
             if category_id not in names:
                 raise ShapeError(f"{at}: {category_id!r} is not an id of the categories list")
         except ShapeError as e:
