@@ -378,14 +378,15 @@ def _is_dicom(path, fmt):
     """Whether `path` (sniffed as `fmt`) holds a DICOM image; a header error when it claims to."""
     if fmt is not None:
         return fmt == "DICOM"
+    named_dicom = path.lower().endswith(DICOM_EXTENSIONS)
     try:
         ds = _dcmread(path)
     except DatasetError:
-        if path.lower().endswith(DICOM_EXTENSIONS):
+        if named_dicom:
             raise
         return False
     # force=True parses anything into some elements; an image needs at least these two.
-    return "Rows" in ds and "Columns" in ds
+    return named_dicom or ("Rows" in ds and "Columns" in ds)
 
 
 def is_dicom(path):

@@ -88,6 +88,14 @@ def check_pixels(path, height, width, frames=1):
         )
 
 
+def _unreadable(path, e):
+    message = " ".join(str(e).split())
+    return DatasetError(
+        f"{path}: not a readable image ({type(e).__name__}: {message}); the file is truncated, "
+        "corrupt or not an image: replace it"
+    )
+
+
 @contextlib.contextmanager
 def _open_pil(path):
     """Pillow image of `path` (header read, nothing decoded), its size checked against the limit."""
@@ -101,7 +109,7 @@ def _open_pil(path):
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except _DECODE_ERRORS + (Image.DecompressionBombError,) as e:
-        raise DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+        raise _unreadable(path, e) from None
     with im:
         check_pixels(path, im.height, im.width)
         yield im
@@ -146,10 +154,7 @@ def read_raster(path, fmt):
                 return gray_to_format(unit_to_uint8(stretch_to_unit(im)), fmt)
             return d2_utils.convert_PIL_to_numpy(d2_utils._apply_exif_orientation(im), fmt)
         except _DECODE_ERRORS as e:
-            raise DatasetError(
-                f"{path}: not a readable image ({type(e).__name__}: {e}); the file is "
-                "truncated or corrupt, replace it"
-            ) from None
+            raise _unreadable(path, e) from None
 
 
 def gray_to_format(gray, fmt):

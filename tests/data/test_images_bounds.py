@@ -59,7 +59,9 @@ def _chunk(kind, data):
 def _png_header(path, width, height, depth=8):
     """A PNG of a few bytes whose IHDR states width x height grayscale pixels of `depth` bits."""
     ihdr = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)
-    data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"") + _chunk(b"IEND", b"")
+    data = (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"") + _chunk(b"IEND", b"")
+    )
     path.write_bytes(data)
     return str(path)
 
@@ -162,7 +164,9 @@ def test_deflated_stream_longer_than_its_header_is_refused(tmp_path, monkeypatch
     monkeypatch.setattr(dicom, "_HEADER_BYTES", 2**16)
     path, img = _dicom(tmp_path / "long", deflated=True, trailing=2**16)
     assert image_size(path) == (64, 64)  # the header alone inflates within the allowance
-    with pytest.raises(DatasetError, match=r"long: deflated DICOM inflates to more than the 69632 bytes"):
+    with pytest.raises(
+        DatasetError, match=r"long: deflated DICOM inflates to more than the 69632 bytes"
+    ):
         read_dicom(path)
     ok, _ = _dicom(tmp_path / "short", deflated=True, trailing=2**10)
     assert np.array_equal(read_dicom(ok), read_dicom(_dicom(tmp_path / "plain")[0]))
