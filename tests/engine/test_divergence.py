@@ -22,7 +22,7 @@ def _cfg(output_dir, *opts):
     cfg.merge_from_file(cpu_config("retinanet"))
     cfg.merge_from_list(
         TINY_OPTS
-        + ["SOLVER.MAX_ITER", "4", "SEED", "1", "CXR.DIVERGENCE.WINDOW", "2", "TEST.EVAL_PERIOD", "0"]
+        + ["SOLVER.MAX_ITER", "3", "SEED", "1", "CXR.DIVERGENCE.WINDOW", "1", "TEST.EVAL_PERIOD", "0"]
         + ["DATASETS.TEST", "()", "OUTPUT_DIR", str(output_dir), *opts]
     )
     return cfg
@@ -112,7 +112,7 @@ def test_nan_loss_stops_the_run_in_one_line(tiny_phantom, tmp_path, one_thread, 
 
 def test_a_normal_run_is_not_stopped(tiny_phantom, tmp_path, one_thread):
     trainer, losses = train(_cfg(tmp_path))
-    assert trainer.iter == trainer.max_iter == 4
+    assert trainer.iter == trainer.max_iter == 3
     assert os.path.isfile(tmp_path / "model_final.pth")
 
 
