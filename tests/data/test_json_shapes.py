@@ -92,7 +92,9 @@ def _coco_dataset(source, root, edit):
     """Writes the two images and the (edited) COCO file; returns the file's path."""
     if source == "tbx11k":
         folder, path = root / "imgs" / "tb", root / "annotations" / "json" / "TBX11K_train.json"
-        _write(root / "annotations" / "json" / "TBX11K_val.json", _coco(source) | {IMG: [], ANN: []})
+        _write(
+            root / "annotations" / "json" / "TBX11K_val.json", _coco(source) | {IMG: [], ANN: []}
+        )
     else:
         folder, path = root / "images", root / "annotations.json"
     for i in (1, 2):

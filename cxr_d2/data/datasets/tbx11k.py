@@ -9,10 +9,18 @@ Layout under `$CXR_DATASETS/tbx11k/`::
     imgs/health/h*.png, imgs/sick/s*.png, imgs/tb/tb*.png, imgs/test/*.png   (512x512)
 
 The COCO json files are read when present, else the VOC xml files of the images the lists
-name. Images of a list that its json does not name (healthy and sick-but-non-TB films) are
-kept as normal films. File names with or without their folder (`tb/tb0003.png` or
-`tb0003.png`) are both found. The test images' labels are not public: `tbx11k_official_*`
-uses TBX11K_train (cut 8:1 into train and val) and TBX11K_val as test.
+name. The xml states `<size>` and boxes in the original scan's pixels (e.g. 1756x2022), while
+the released PNGs are 512x512. As in the official json conversion, each box is scaled by
+(image size from the PNG header) / `<size>`, and 1 is subtracted from the scaled x1 and y1
+(COCO `[x1 - 1, y1 - 1, x2 - x1, y2 - y1]`, i.e. every XYXY coordinate minus 1), so the boxes
+equal the official json's (`xml_box_to_image`). An unusable xml or `<size>` skips its image,
+an unusable `<object>` its box, each reported in one line.
+
+Images of a list that its json does not name (healthy and sick-but-non-TB films) are kept as
+normal films. File names with or without their folder (`tb/tb0003.png` or `tb0003.png`) are
+both found; a name leading outside the dataset folder is refused (`resolve_in_root`). The
+test images' labels are not public: `tbx11k_official_*` uses TBX11K_train (cut 8:1 into train
+and val) and TBX11K_val as test.
 """
 
 import json
@@ -27,7 +35,14 @@ from ..phantom.plan import Finding, PhantomLayout, drawn, write_png
 from .coco_json import ShapeError, expect_numbers, iter_coco_annotations, read_coco_images
 from .common import Source, box_annotation, category_index
 
-__all__ = ["SOURCE", "TBX11K_CLASSES", "PHANTOM_LAYOUT", "parse_tbx11k", "tbx11k_image_path"]
+__all__ = [
+    "SOURCE",
+    "TBX11K_CLASSES",
+    "PHANTOM_LAYOUT",
+    "parse_tbx11k",
+    "tbx11k_image_path",
+    "xml_box_to_image",
+]
 
 TBX11K_CLASSES = ["ActiveTuberculosis", "ObsoletePulmonaryTuberculosis", "PulmonaryTuberculosis"]
 PARTS = (("TBX11K_train", "trainval"), ("TBX11K_val", "test"))
