@@ -2,7 +2,8 @@
 Detectron2's DatasetMapper reading pixels through :func:`cxr_d2.data.dicom.read_image`, so a
 dataset may list PNG, JPEG or DICOM files.
 
-An image that cannot be read is reported as one line naming the file. In training it is
+An image that cannot be read, or whose header states more pixels than
+CXR.DATA.MAX_IMAGE_PIXELS, is reported as one line naming the file. In training it is
 skipped (returning None makes Detectron2's MapDataset draw another image) and counted; in
 testing it is an error, since an evaluation must see every image.
 """
