@@ -3,6 +3,7 @@ Where datasets live: $CXR_DATASETS, default ./datasets, read once at import; and
 check that a file named by an annotation file stays inside its dataset's folder.
 """
 
+import functools
 import os
 
 from ..errors import DatasetError
@@ -24,6 +25,12 @@ def require_dir(path, what):
     return path
 
 
+@functools.lru_cache(maxsize=64)
+def _real_root(root):
+    # A dataset folder is resolved once per process: its files are many, the folder one.
+    return os.path.realpath(root)
+
+
 def resolve_in_root(root, name):
     """
     `os.path.join(root, name)` for a file name read from an annotation file, after checking,
@@ -41,7 +48,7 @@ def resolve_in_root(root, name):
     path = os.path.join(root, name)
     if data_policy().allow_outside_root:
         return path
-    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    real_root, real = _real_root(root), os.path.realpath(path)
     if os.path.commonpath([real_root, real]) != real_root:
         raise DatasetError(
             f"file name {name!r} leads to {real}, outside the dataset folder {real_root}; "
