@@ -42,7 +42,7 @@ def merge_config_file(cfg, path):
         raise ConfigError(f"--config-file {path} does not exist")
     chain = _load_chain(path, ())
     try:
-        cfg.merge_from_file(path)
+        cfg.merge_from_file(path, allow_unsafe=False)
     except (KeyError, ValueError, AssertionError, TypeError) as e:
         raise ConfigError(_merge_error(cfg, e, chain, path)) from None
 
@@ -103,13 +103,11 @@ def _has_key(data, parts):
 def _load_chain(path, seen):
     """
     [(file, its own YAML dict)] for `path` and its `_BASE_` files, bases first (merge order).
-    Files reached by URL or holding Python tags are left to fvcore.
+    Files reached by URL are left to fvcore.
     """
     if path in seen:
         raise ConfigError(f"{path}: _BASE_ includes itself ({' -> '.join(seen + (path,))})")
     data = _read_yaml(path)
-    if data is None:
-        return []
     bases = data.get(BASE_KEY, [])
     chain = []
     for base in bases if isinstance(bases, list) else [bases]:
@@ -134,7 +132,8 @@ def _base_chain(path, base, seen):
 
 
 def _read_yaml(path):
-    """The file's own dict; None where fvcore must decide (Python tags)."""
+    """The file's own dict (None for an empty one). A Python tag, which could run code when
+    loaded (fvcore's fallback `yaml.unsafe_load`), is refused."""
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -142,14 +141,23 @@ def _read_yaml(path):
         raise ConfigError(f"{path} cannot be read ({e.strerror})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text file; give a YAML config file") from None
-    except yaml.constructor.ConstructorError:
-        return None
+    except yaml.constructor.ConstructorError as e:
+        raise ConfigError(_python_tag_error(path, e)) from None
     except yaml.YAMLError as e:
         raise ConfigError(_yaml_error(path, e)) from None
     if not isinstance(data, dict):
         kind = "nothing" if data is None else f"a {type(data).__name__}"
         raise ConfigError(f"{path} holds {kind}, not a mapping of config keys (KEY: value)")
     return data
+
+
+def _python_tag_error(path, error):
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path} line {mark.line + 1}" if mark is not None else path
+    return (
+        f"{where}: a YAML tag that builds a Python object ({error.problem}), which could run "
+        "code and is not loaded; write plain values"
+    )
 
 
 def _yaml_error(path, error):

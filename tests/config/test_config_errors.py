@@ -66,6 +66,18 @@ def test_bad_config_file(case, tmp_path):
     assert fragment.format(d=tmp_path) in message and "\n" not in message
 
 
+@pytest.mark.parametrize("where", ["bad.yaml", "base.yaml"])
+def test_python_tag_in_a_config_runs_nothing(where, tmp_path):
+    marker = tmp_path / "ran"
+    evil = f"SOLVER:\n  BASE_LR: !!python/object/apply:os.system ['touch {marker}']\n"
+    files = {"base.yaml": evil, "bad.yaml": "_BASE_: base.yaml\n"} if where == "base.yaml" else {"bad.yaml": evil}
+    _write(tmp_path, files)
+    with pytest.raises(ConfigError) as e:
+        setup_cfg(_args(str(tmp_path / "bad.yaml")))
+    assert f"{tmp_path / where} line 2: a YAML tag that builds a Python object" in str(e.value)
+    assert not marker.exists()
+
+
 OVERRIDE_CASES = {
     "unknown": (["SOLVER.BASE_RL", "0.1"], "Non-existent key: SOLVER.BASE_RL (did you mean SOLVER.BASE_LR?)"),
     "type": (["SOLVER.MAX_ITER", "abc"], "Type mismatch"),
