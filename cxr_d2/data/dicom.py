@@ -65,7 +65,7 @@ def _line(e):
 
 
 def _with_syntax(ds):
-    """Give a dataset read without file meta the transfer syntax it was parsed with."""
+    """Give a dataset read without a Transfer Syntax UID the syntax it was parsed with."""
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -140,7 +140,7 @@ def _dcmread(path, pixels_bytes=None):
             meta = pydicom.filereader.read_file_meta_info(path)
             if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
                 return _read_deflated(path, meta, pixels_bytes)
-            return pydicom.dcmread(path, stop_before_pixels=header_only)
+            return _with_syntax(pydicom.dcmread(path, stop_before_pixels=header_only))
         return _with_syntax(pydicom.dcmread(path, stop_before_pixels=header_only, force=True))
     except DatasetError:
         raise
@@ -374,25 +374,27 @@ def read_dicom(path):
     return unit_to_uint8(unit)
 
 
-def _is_dicom(path, fmt):
-    """Whether `path` (sniffed as `fmt`) holds a DICOM image; a header error when it claims to."""
+def _dicom_by_content(path, fmt):
+    """Whether `path` (sniffed as `fmt`) holds a DICOM image."""
     if fmt is not None:
         return fmt == "DICOM"
-    named_dicom = path.lower().endswith(DICOM_EXTENSIONS)
     try:
         ds = _dcmread(path)
     except DatasetError:
-        if named_dicom:
-            raise
         return False
     # force=True parses anything into some elements; an image needs at least these two.
-    return named_dicom or ("Rows" in ds and "Columns" in ds)
+    return "Rows" in ds and "Columns" in ds
+
+
+def _read_as_dicom(path, fmt):
+    """DICOM by content; a file of neither kind is read as DICOM (for its error) if so named."""
+    return _dicom_by_content(path, fmt) or (fmt is None and path.lower().endswith(DICOM_EXTENSIONS))
 
 
 def is_dicom(path):
     """Whether `path` holds a DICOM image, judged by its content (never by its name)."""
     try:
-        return _is_dicom(path, sniff(path))
+        return _dicom_by_content(path, sniff(path))
     except DatasetError:
         return False
 
@@ -408,7 +410,7 @@ def read_image(path, fmt="BGR"):
         DatasetError: naming the file: missing, empty, truncated, not an image, over the pixel
         limit, undecodable.
     """
-    if _is_dicom(path, sniff(path)):
+    if _read_as_dicom(path, sniff(path)):
         return gray_to_format(read_dicom(path), fmt)
     return read_raster(path, fmt)
 
@@ -430,7 +432,7 @@ def image_size(path):
 
 @functools.lru_cache(maxsize=None)
 def _image_size(path, mtime_ns, size):
-    if _is_dicom(path, sniff(path)):
+    if _read_as_dicom(path, sniff(path)):
         head = dicom_header(_dcmread(path), path)
         return head["rows"], head["columns"], head["frames"]
     return raster_size(path) + (1,)

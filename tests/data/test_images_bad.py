@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_d2.data.dicom import image_size, read_dicom, read_image, window_to_unit
+from cxr_d2.data.dicom import image_size, is_dicom, read_dicom, read_image, window_to_unit
 from cxr_d2.data.phantom.dicom_writer import write_dicom
 from cxr_d2.errors import DatasetError
 
@@ -230,6 +230,8 @@ def test_names_that_lie(tmp_path):
         assert np.array_equal(read_image(path, "L")[:, :, 0], IMG) and image_size(path) == (16, 16)
     with pytest.raises(DatasetError, match=r"really_png\.dcm: is a PNG image, not a DICOM file"):
         read_dicom(png_as_dcm)
+    junk_dcm = _file(tmp_path / "junk.dcm", b"hello")
+    assert is_dicom(dicom_as_png) and not is_dicom(png_as_dcm) and not is_dicom(junk_dcm)
 
 
 def test_dicom_without_file_meta(tmp_path):
