@@ -22,7 +22,7 @@ setup(
         "pycocotools>=2.0.6",
         "faster-coco-eval>=1.8",
         "matplotlib>=3.5",
-        "pydicom>=2.4",
+        "pydicom>=3.0",
         "fvcore>=0.1.5",
         "iopath>=0.1.7",
         "tqdm",

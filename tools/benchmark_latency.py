@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 import cxr_d2  # noqa: F401 (registers the models and datasets)
 from cxr_d2 import CXRError
 from cxr_d2.config import add_cxr_config, resolve_num_classes
+from cxr_d2.data import read_image
 from cxr_d2.data.phantom import draw_phantom
 from cxr_d2.engine import AtomicCheckpointer
 from cxr_d2.engine.projects import project_config_fns
@@ -61,7 +61,7 @@ def load_images(num, dataset=None, size=512, seed=0):
         if dataset not in DatasetCatalog.list():
             raise CXRError(f"--dataset '{dataset}' is not a registered dataset")
         records = DatasetCatalog.get(dataset)[:num]
-        return [utils.read_image(r["file_name"], format="BGR") for r in records]
+        return [read_image(r["file_name"], "BGR") for r in records]  # PNG, JPEG or DICOM
     return [
         np.repeat(draw_phantom(np.random.default_rng(seed + i), size)[0][:, :, None], 3, axis=2)
         for i in range(num)

@@ -14,7 +14,7 @@ from detectron2.utils import comm
 from ..data.mapper import CXRDatasetMapper
 from ..data.splits import MANIFEST_FILE, write_manifest
 from ..data.transforms import build_train_mapper
-from ..errors import CXRError
+from ..errors import CXRError, DatasetError
 from ..evaluation import build_coco_evaluator
 from .checkpoint import AtomicCheckpointer
 from .divergence import DivergenceHook, TrainingDiverged, divergence_message
@@ -82,11 +82,13 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg):
         """Detectron2's train loader with the mapper that also reads DICOM (SSD's
         photometric/expand/crop augmentation when INPUT.SSD_AUG.ENABLED)."""
+        require_images(cfg, "TRAIN", cfg.DATASETS.TRAIN)
         return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         """Detectron2's test loader with the mapper that also reads DICOM."""
+        require_images(cfg, "TEST", [dataset_name])
         return build_detection_test_loader(
             cfg, dataset_name, mapper=CXRDatasetMapper(cfg, is_train=False)
         )
@@ -102,6 +104,29 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return build_coco_evaluator(cfg, dataset_name, output_folder)
+
+
+def require_images(cfg, key, names):
+    """
+    Raise DatasetError naming `DATASETS.<key>` and the dataset when a dataset of `names` has
+    no image, or (training with DATALOADER.FILTER_EMPTY_ANNOTATIONS) none with a box, where
+    Detectron2 would only assert "Dataset is empty" / "No valid data found".
+    """
+    annotated = 0
+    for name in names:
+        records = DatasetCatalog.get(name)
+        if not records:
+            raise DatasetError(
+                f"DATASETS.{key} names {name}, which has no image (see the load summary above, "
+                f"or run tools/check_dataset.py {name}); choose another dataset or split"
+            )
+        annotated += sum(1 for r in records if r.get("annotations"))
+    if key == "TRAIN" and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS and not annotated:
+        raise DatasetError(
+            f"DATASETS.TRAIN ({', '.join(names)}) has no image with an annotation, and "
+            "DATALOADER.FILTER_EMPTY_ANNOTATIONS True drops every image without one; train on "
+            "a dataset with findings, or set it False"
+        )
 
 
 def write_run_manifest(cfg, names, update=False):

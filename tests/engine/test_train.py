@@ -11,6 +11,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from cxr_d2.config import add_cxr_config
 from cxr_d2.data import mapper
 from cxr_d2.engine import Trainer, check_config
+from cxr_d2.errors import DatasetError
 
 from tests.helpers import TINY, TINY_OPTS, cpu_config, train
 
@@ -105,3 +106,29 @@ def test_training_skips_an_unreadable_image(tiny_phantom, tmp_path, monkeypatch)
         MetadataCatalog.remove(name)
     assert trainer.iter == trainer.max_iter == 4  # every iteration ran
     assert warnings and all("broken.png" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    "records, filter_empty, message",
+    [
+        ([], True, "DATASETS.TRAIN names {name}, which has no image"),
+        ([{"file_name": "a.png", "height": 8, "width": 8, "image_id": 0, "annotations": []}],
+         True, "has no image with an annotation, and DATALOADER.FILTER_EMPTY_ANNOTATIONS True"),
+    ],
+    ids=["no_image", "no_annotated_image"],
+)
+def test_empty_split_is_one_line(records, filter_empty, message):
+    name = "cxr_test_empty_split_train"
+    DatasetCatalog.register(name, lambda: copy.deepcopy(records))
+    MetadataCatalog.get(name).thing_classes = ["lesion"]
+    try:
+        cfg = get_cfg()
+        add_cxr_config(cfg)
+        cfg.DATASETS.TRAIN = (name,)
+        cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = filter_empty
+        with pytest.raises(DatasetError) as e:
+            Trainer.build_train_loader(cfg)
+        assert message.format(name=name) in str(e.value) and "\n" not in str(e.value)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
