@@ -27,6 +27,7 @@ from detectron2.structures import BoxMode
 
 from ...errors import DatasetError
 from ..checks import ProblemLog, check_box
+from ..dicom import image_size
 from ..masks import check_segmentation
 from ..paths import require_dir
 from ..splits import SPLIT_SCHEMES, SPLITS, select_split
@@ -39,6 +40,7 @@ __all__ = [
     "dataset_names",
     "forget_loaded",
     "box_annotation",
+    "with_image_sizes",
     "category_index",
     "read_csv_rows",
 ]
@@ -247,6 +249,28 @@ def _row_problem(row, width, seen, row_no):
             return f"the same row is listed twice (first at row {seen[key]})"
         seen[key] = row_no
     return None
+
+
+def with_image_sizes(records, log):
+    """
+    The records whose image file exists, each with `height` and `width` (read from the
+    image's header where they are None); every other one is reported and skipped. Each
+    record's `where` (its place in the annotation files) is removed.
+    """
+    out = []
+    for rec in records:
+        where = rec.pop("where")
+        if not os.path.isfile(rec["file_name"]):
+            log.report(where, f"image {rec['file_name']} does not exist", "image")
+            continue
+        if rec["height"] is None or rec["width"] is None:
+            try:
+                rec["height"], rec["width"] = image_size(rec["file_name"])
+            except DatasetError as e:
+                log.report(where, str(e), "image")
+                continue
+        out.append(rec)
+    return out
 
 
 _PARSED = []  # every _ParsedSource, for forget_loaded()

@@ -33,7 +33,7 @@ from ..dicom import image_size
 from ..paths import resolve_in_root
 from ..phantom.plan import Finding, PhantomLayout, drawn, write_png
 from .coco_json import ShapeError, expect_numbers, iter_coco_annotations, read_coco_images
-from .common import Source, box_annotation, category_index
+from .common import Source, box_annotation, category_index, with_image_sizes
 
 __all__ = [
     "SOURCE",
@@ -217,20 +217,9 @@ def _listed_records(root, listed, list_path, images, from_xml, classes, log):
 
 def _finish(images, official, log):
     """The usable records: the image exists and its size is known."""
-    records = []
-    for rec in images.values():
-        where = rec.pop("where")
-        if not os.path.isfile(rec["file_name"]):
-            log.report(where, f"image {rec['file_name']} does not exist", "image")
-            continue
-        if rec["height"] is None or rec["width"] is None:
-            try:
-                rec["height"], rec["width"] = image_size(rec["file_name"])
-            except DatasetError as e:
-                log.report(where, str(e), "image")
-                continue
+    records = with_image_sizes(images.values(), log)
+    for rec in records:
         rec.update(patient_id=rec["file_name"], official_split=official)
-        records.append(rec)
     return records
 
 

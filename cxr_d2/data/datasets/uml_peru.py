@@ -33,7 +33,7 @@ from ..masks import mask_to_box, mask_to_rle, read_mask_png, segmentation_to_mas
 from ..paths import resolve_in_root
 from ..phantom.plan import PhantomLayout, drawn, mask_polygon, write_png
 from .coco_json import iter_coco_annotations, read_coco_images
-from .common import Source, category_index
+from .common import Source, category_index, with_image_sizes
 
 __all__ = ["SOURCE", "UML_PAPER_CLASSES", "PHANTOM_LAYOUT", "parse_uml_peru"]
 
@@ -157,20 +157,7 @@ def parse_uml_peru(root, classes, log):
         if os.path.isfile(path)
         else _from_pngs(root, classes, log)
     )
-    out = []
-    for rec in records:
-        where = rec.pop("where")
-        if not os.path.isfile(rec["file_name"]):
-            log.report(where, f"image {rec['file_name']} does not exist", "image")
-            continue
-        if rec["height"] is None or rec["width"] is None:
-            try:
-                rec["height"], rec["width"] = image_size(rec["file_name"])
-            except DatasetError as e:
-                log.report(where, str(e), "image")
-                continue
-        out.append(rec)
-    return out
+    return with_image_sizes(records, log)
 
 
 # ------------------------------------------------------------------------------------------
