@@ -1,5 +1,6 @@
 from detectron2.config import CfgNode as CN
 
+from .adelaidet import add_adelaidet_config
 from .blendmask import add_blendmask_config
 from .fcos import add_fcos_config
 from .num_classes import NUM_CLASSES_KEYS, parent_node
@@ -86,3 +87,4 @@ def add_cxr_config(cfg):
     add_fcos_config(cfg)
     add_solov2_config(cfg)  # MODEL.SOLOV2 (AdelaiDet's keys)
     add_blendmask_config(cfg)  # MODEL.BASIS_MODULE, MODEL.BLENDMASK (AdelaiDet's keys)
+    add_adelaidet_config(cfg)  # AdelaiDet's other keys, so its full configs merge
