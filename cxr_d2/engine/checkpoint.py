@@ -3,16 +3,21 @@ the newest intact checkpoint and runs no code from a weights file."""
 
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.checkpoint.c2_model_loading import convert_c2_detectron_names
+from torch import nn
 
 from ..errors import CXRError
 
 __all__ = [
     "AtomicCheckpointer",
+    "CLASS_COUNT_HEADS",
+    "check_fit",
     "is_intact_checkpoint",
     "load_pkl_weights",
     "weights_file_problem",
@@ -136,6 +141,92 @@ def load_pkl_weights(filename):
     return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
 
 
+# Parameters whose first dimension follows the class count (a new class list re-initialises
+# them): R-CNN box predictor and mask predictor, RetinaNet, FCOS (and BlendMask), SOLOv2, SSD,
+# YOLOv3's output convs, BlendMask's semantic head, SipMask's mask scoring.
+CLASS_COUNT_HEADS = re.compile(
+    r"(^|\.)(box_predictor\.(cls_score|bbox_pred)|mask_head\.predictor|head\.cls_score|"
+    r"cls_logits|cate_pred|cls_convs\.\d+|outputs\.\d+\.1|seg_head\.\d+|"
+    r"mask_scoring\.predictor)\.(weight|bias)$"
+)
+_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
+_BN_TYPES = (nn.modules.batchnorm._NormBase,)
+
+
+def _module(model, name):
+    """The submodule `name` of `model` ("a.b.0"), or None."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _is_bn(module):
+    from detectron2.layers import FrozenBatchNorm2d
+
+    return isinstance(module, _BN_TYPES + (FrozenBatchNorm2d,))
+
+
+def _bn_keys_of_caffe2(state):
+    """Detectron2 names (without prefix) that come from a Caffe2 BN (`_bn_s`, `_bn_b`, ...)."""
+    renamed, original = convert_c2_detectron_names({k: None for k in state})
+    return {new for new in renamed if "_bn_" in original.get(new, "")}
+
+
+def check_fit(model, incompatible, loaded_keys, bn_keys=()):
+    """
+    Refuse a checkpoint whose norms or shapes do not fit `model`.
+
+    Args:
+        incompatible: fvcore's `_IncompatibleKeys` of the load (missing_keys, unexpected_keys,
+            incorrect_shapes = [(key, shape in checkpoint, shape in model)]).
+        loaded_keys (set[str]): the checkpoint's keys, as matched to the model.
+        bn_keys (set[str]): model keys known to come from a BatchNorm of the checkpoint
+            (Caffe2 names, whose statistics are folded into scale and bias).
+
+    Returns:
+        list[str]: the class-count heads whose shapes differ (re-initialised, not loaded).
+
+    Raises:
+        CXRError: naming the first mismatching keys: a norm of another type (statistics of a
+        BatchNorm for a GroupNorm or a conv without norm, or the reverse), or a shape that
+        differs outside a class-count head.
+    """
+    problems, heads = [], []
+    for key, shape_ckpt, shape_model in incompatible.incorrect_shapes:
+        if CLASS_COUNT_HEADS.search(key) and shape_ckpt[1:] == shape_model[1:]:
+            heads.append(f"{key} ({shape_ckpt[0]} -> {shape_model[0]} rows)")
+        else:
+            problems.append(f"{key} is {tuple(shape_ckpt)} in the checkpoint, {tuple(shape_model)} here")
+    for key in incompatible.unexpected_keys:
+        owner, _, leaf = key.rpartition(".")
+        module = _module(model, owner)
+        if leaf in _NORM_STATS and module is not None and not _is_bn(module):
+            problems.append(f"{key}: BatchNorm statistics, but {owner} is a {type(module).__name__}")
+    for key in incompatible.missing_keys:
+        owner, _, leaf = key.rpartition(".")
+        from_bn = any(f"{owner}.weight" == k or f"{owner}.weight".endswith("." + k) for k in bn_keys)
+        if leaf in _NORM_STATS[:2] and f"{owner}.weight" in loaded_keys and not from_bn:
+            problems.append(f"{key}: {owner} is a BatchNorm here but has no statistics in the checkpoint")
+    for key in sorted(loaded_keys):
+        owner = key.rpartition(".")[0]
+        module = _module(model, owner)
+        if module is not None and not _is_bn(module) and any(
+            key == k or key.endswith("." + k) for k in bn_keys
+        ):
+            problems.append(f"{key}: a BatchNorm's in the checkpoint, but {owner} is a {type(module).__name__}")
+            break
+    if problems:
+        shown = "; ".join(problems[:3])
+        raise CXRError(
+            f"MODEL.WEIGHTS does not fit this config ({len(problems)} keys): {shown}"
+            f"{'; ...' if len(problems) > 3 else ''}. Use the config the checkpoint was trained "
+            "with (norms: MODEL.RESNETS.NORM, MODEL.FPN.NORM, MODEL.ROI_BOX_HEAD.NORM, ...; "
+            "configs/Pretrained/ for published weights) or convert it (tools/convert_weights.py)"
+        )
+    return heads
+
+
 def _fsync_dir(path):
     """Make a rename in folder `path` durable (a no-op where folders cannot be opened)."""
     try:
@@ -240,6 +331,32 @@ class AtomicCheckpointer(DetectionCheckpointer):
                 f"MODEL.WEIGHTS {filename}: damaged checkpoint ({first}); {_WHAT_TO_GIVE}"
             ) from None
         return _check_loaded(filename, loaded)
+
+    def _load_model(self, checkpoint):
+        """DetectionCheckpointer's load, then :func:`check_fit`: a norm or shape that does not
+        fit is an error; class-count heads of another size are re-initialised and logged."""
+        caffe2 = checkpoint.get("__author__") == "Caffe2"
+        bn_keys = _bn_keys_of_caffe2(checkpoint["model"]) if caffe2 else set()
+        num_keys = len(checkpoint["model"])
+        model_keys = set(self.model.state_dict())
+        incompatible = super()._load_model(checkpoint)
+        loaded = model_keys - set(incompatible.missing_keys) - {"pixel_mean", "pixel_std"}
+        if num_keys and not loaded and model_keys - {"pixel_mean", "pixel_std"}:
+            raise CXRError(
+                f"MODEL.WEIGHTS: none of its {num_keys} keys is one of this model's (e.g. "
+                f"{sorted(incompatible.unexpected_keys)[:2]}); convert it with "
+                "tools/convert_weights.py or use the config it was trained with"
+            )
+        heads = check_fit(self.model, incompatible, loaded, bn_keys)
+        if heads:
+            self.logger.info(
+                "Re-initialised (the class count differs from the checkpoint's): " + ", ".join(heads)
+            )
+            incompatible = incompatible._replace(
+                incorrect_shapes=[s for s in incompatible.incorrect_shapes if not
+                                  CLASS_COUNT_HEADS.search(s[0])]  # fmt: skip
+            )
+        return incompatible
 
     def _tag_path(self):
         return os.path.join(self.save_dir, TAG)
