@@ -17,7 +17,8 @@ def add_solov2_config(cfg):
     # FPN features the grids are predicted from, finest first.
     s.INSTANCE_IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
     # Stride each of them is resampled to before the grids (AdelaiDet: P2 halved, P6 doubled);
-    # a prediction of level i is kept at inference only if its mask has more pixels than this.
+    # a prediction of level i is kept at inference only if its mask is larger than this
+    # (in the unit of MIN_MASK_AREA).
     s.FPN_INSTANCE_STRIDES = [8, 8, 16, 32, 32]
     # Per level (lower, upper): an instance whose sqrt(box w * box h) in input pixels lies in
     # [lower, upper] is a target of that level (ranges overlap: one instance, two levels).
@@ -40,7 +41,8 @@ def add_solov2_config(cfg):
     s.NUM_CLASSES = 0
     # Length of each predicted kernel: the 1x1 dynamic conv's weights, so it must equal NUM_MASKS.
     s.NUM_KERNELS = 256
-    # Normalisation in both branches: "GN" (AdelaiDet), "BN", "SyncBN", "" (none).
+    # Normalisation in both branches: "GN" (AdelaiDet), "BN", "SyncBN", "" or "none" (none; the
+    # convs then have a bias, as AdelaiDet's with "none").
     s.NORM = "GN"
     # Concatenate normalised (x, y) coordinates to the kernel branch's input (CoordConv).
     s.USE_COORD_CONV = True
@@ -72,6 +74,20 @@ def add_solov2_config(cfg):
     # Matrix NMS decay: "gaussian" exp(-NMS_SIGMA * iou^2) or "linear" 1 - iou.
     s.NMS_KERNEL = "gaussian"
     s.NMS_SIGMA = 2
+    # cxr-d2's own keys (not AdelaiDet's); the defaults are AdelaiDet's behaviour, with which
+    # AdelaiDet's weights give its masks pixel for pixel (tests/parity/test_adelaidet_solov2.py).
+    # The unit of the small-mask rule: a candidate is kept when its binary mask (at the mask
+    # features' stride, 4) holds more than FPN_INSTANCE_STRIDES[level] of
+    #   "cells": mask-feature cells (AdelaiDet): masks under ~stride x 16 input pixels are
+    #            dropped (11 x 11 px at strides 8, 23 x 23 px at 32): lesions of that size
+    #            can never be detected;
+    #   "pixels": input pixels (cells x 16): only masks of a few cells are dropped.
+    s.MIN_MASK_AREA = "cells"
+    # What is resized to the input before thresholding at MASK_THR: "probs" (AdelaiDet) the
+    # sigmoid of the mask logits; "logits" the logits (sigmoid afterwards), as the Dice loss
+    # upsamples them. On AdelaiDet's fixture (40 masks of 256 x 256) "logits" changes up to 577
+    # pixels per mask along the borders; detections and scores are the same.
+    s.MASK_UPSAMPLE = "probs"
 
     # --- Losses.
     s.LOSS = CN()

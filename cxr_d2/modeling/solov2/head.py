@@ -104,7 +104,7 @@ class SOLOv2InstanceHead(nn.Module):
             "num_kernels": s.NUM_KERNELS,
             "num_convs": s.NUM_INSTANCE_CONVS,
             "num_grids": list(s.NUM_GRIDS),
-            "norm": s.NORM,
+            "norm": "" if s.NORM == "none" else s.NORM,  # AdelaiDet spells none "none"
             "use_coord_conv": s.USE_COORD_CONV,
             "dcn_type": s.TYPE_DCN if s.USE_DCN_IN_INSTANCE else "",
             "prior_prob": s.PRIOR_PROB,

@@ -50,7 +50,7 @@ class SOLOv2MaskBranch(nn.Module):
             "channels": s.MASK_CHANNELS,
             "num_masks": s.NUM_MASKS,
             "num_levels": len(s.MASK_IN_FEATURES),
-            "norm": s.NORM,
+            "norm": "" if s.NORM == "none" else s.NORM,  # AdelaiDet spells none "none"
         }
 
     def forward(self, features):

@@ -10,6 +10,7 @@ from detectron2.modeling.meta_arch.dense_detector import DenseDetector
 from detectron2.structures import BitMasks, PolygonMasks
 from detectron2.utils.events import get_event_storage
 
+from ...config.adelaidet import check_adelaidet_config
 from ...errors import ConfigError
 from ..checks import check_in_features
 from .head import SOLOv2InstanceHead, resample_to_strides
@@ -117,6 +118,8 @@ class SOLOv2(DenseDetector):
                 "max_per_img": s.MAX_PER_IMG,
                 "nms_kernel": s.NMS_KERNEL,
                 "nms_sigma": float(s.NMS_SIGMA),
+                "min_mask_area": s.MIN_MASK_AREA,
+                "mask_upsample": s.MASK_UPSAMPLE,
             },
             "freeze_backbone": s.FREEZE,
         }
@@ -213,6 +216,7 @@ class SOLOv2(DenseDetector):
 
 def _check_solov2_config(cfg):
     """One ConfigError naming the key for settings the model cannot work with."""
+    check_adelaidet_config(cfg)
     s = cfg.MODEL.SOLOV2
     if s.NUM_CLASSES <= 0:
         raise ConfigError(
@@ -235,6 +239,8 @@ def _check_solov2_config(cfg):
         "NMS_TYPE": ("matrix",),
         "NMS_KERNEL": ("gaussian", "linear"),
         "TYPE_DCN": ("DCN", "DCNv2"),
+        "MIN_MASK_AREA": ("cells", "pixels"),
+        "MASK_UPSAMPLE": ("probs", "logits"),
     }
     for key, allowed in choices.items():
         if s[key] not in allowed:

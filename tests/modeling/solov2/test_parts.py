@@ -9,7 +9,12 @@ import torch
 from detectron2.structures import BitMasks, Boxes, Instances
 
 from cxr_d2.modeling.solov2.head import SOLOv2InstanceHead, resample_to_strides
-from cxr_d2.modeling.solov2.inference import masks_to_boxes, point_nms, solov2_inference_single
+from cxr_d2.modeling.solov2.inference import (
+    _masks_at_output,
+    masks_to_boxes,
+    point_nms,
+    solov2_inference_single,
+)
 from cxr_d2.modeling.solov2.layers import DeformConvBlock, add_coords, coord_features, dynamic_conv
 from cxr_d2.modeling.solov2.loss import dice_loss, solov2_losses
 from cxr_d2.modeling.solov2.mask_branch import SOLOv2MaskBranch
@@ -356,3 +361,39 @@ def test_inference_single_end_to_end():
     assert box == masks_to_boxes(out.pred_masks).tensor[0].tolist()
     # the square covers input pixels x 4..20, y 8..24, i.e. x 8..40, y 16..48 at 2x
     assert box == pytest.approx([8, 16, 40, 48], abs=3)
+
+
+def test_small_mask_rule_counts_cells_or_pixels():
+    """A mask of 2 x 2 mask-feature cells at a stride-8 level: 4 cells (AdelaiDet's "cells"
+    rule: dropped, 4 <= 8) but 64 input pixels at stride 4 ("pixels": kept, 64 > 8)."""
+    feats = torch.zeros(2, 8, 8)
+    feats[0, 3:5, 3:5] = 1.0
+    feats[1] = 1.0
+    kernels = torch.tensor([[20.0, -10.0]])
+    cate = torch.tensor([[0.9]])
+    args = (cate, kernels, torch.tensor([8.0]), feats, (32, 32), (32, 32), (32, 32))
+    assert len(solov2_inference_single(*args)) == 0  # default: AdelaiDet's rule
+    assert len(solov2_inference_single(*args, min_mask_area="cells")) == 0
+    kept = solov2_inference_single(*args, min_mask_area="pixels")
+    assert len(kept) == 1 and kept.scores.item() == pytest.approx(0.9, abs=1e-4)
+
+
+def test_mask_upsample_probs_or_logits():
+    """Cells with logits -10 | 1 side by side, upsampled 4x along x: with bilinear weight w
+    on the -10 cell, the logit 1 - 11 w is > 0 for w < 1/11, the probability
+    w sigmoid(-10) + (1 - w) sigmoid(1) is > 0.5 for w < 0.316; so the pixel at w = 0.125 is
+    in the mask with "probs" (AdelaiDet) only."""
+    logits = torch.tensor([[[-10.0, 1.0]]])  # (M=1, h=1, w=2)
+    probs = _masks_at_output(logits, (1, 8), (1, 8), (1, 8), 0.5, "probs")
+    by_logits = _masks_at_output(logits, (1, 8), (1, 8), (1, 8), 0.5, "logits")
+    # bilinear x4, align_corners=False: output x samples input at (x + 0.5) / 4 - 0.5, so
+    # x = 0..7 -> weights on the second cell 0, 0, 0.125, 0.375, 0.625, 0.875, 1, 1
+    w1 = torch.tensor([0, 0, 0.125, 0.375, 0.625, 0.875, 1, 1])
+    expect_probs = (1 - w1) * torch.sigmoid(torch.tensor(-10.0)) + w1 * torch.sigmoid(
+        torch.tensor(1.0)
+    ) > 0.5
+    expect_logits = (1 - w1) * -10 + w1 * 1 > 0
+    assert probs[0, 0].tolist() == expect_probs.tolist()
+    assert by_logits[0, 0].tolist() == expect_logits.tolist()
+    assert probs[0, 0].tolist() == [False] * 5 + [True] * 3
+    assert by_logits[0, 0].tolist() == [False] * 6 + [True] * 2

@@ -200,6 +200,8 @@ def test_num_classes_from_dataset(tiny_phantom):
          "MODEL.SOLOV2.TYPE_DCN"),
         (["MODEL.SOLOV2.LOSS.FOCAL_USE_SIGMOID", "False"], "MODEL.SOLOV2.LOSS.FOCAL_USE_SIGMOID"),
         (["MODEL.SOLOV2.LOSS.DICE_STRIDE", "8"], "MODEL.SOLOV2.LOSS.DICE_STRIDE"),
+        (["MODEL.SOLOV2.MASK_UPSAMPLE", "masks"], "MODEL.SOLOV2.MASK_UPSAMPLE"),
+        (["MODEL.FCPOSE_ON", "True"], "MODEL.FCPOSE_ON"),
         (["MODEL.MASK_ON", "False"], "MODEL.MASK_ON"),
         ([], "MODEL.SOLOV2.NUM_CLASSES"),
     ],
