@@ -4,9 +4,9 @@ AdelaiDet SOLOv2 state dict (`adet/modeling/solov2/solov2.py`) -> cxr-d2's `SOLO
 | AdelaiDet | cxr-d2 |
 |---|---|
 | `backbone.*` | unchanged (both are Detectron2's `build_resnet_fpn_backbone`) |
-| `ins_head.{cate,kernel}_tower.<k>.*` | `head.{cate,kernel}_tower.<j>.*` (conv j), `.<j>.norm.*` (GN) |
+| `ins_head.<b>_tower.<k>.*` (b: cate, kernel) | `head.<b>_tower.<j>.*` (conv j), `.<j>.norm.*` |
 | `ins_head.{cate,kernel}_pred.*` | `head.{cate,kernel}_pred.*` |
-| `mask_head.convs_all_levels.<i>.conv<j>.0.*` | `mask_branch.levels.<i>.<2j>.*` (`2j + 1`: upsampling) |
+| `mask_head.convs_all_levels.<i>.conv<j>.0.*` | `mask_branch.levels.<i>.<2j>.*` (2j + 1: 2x up) |
 | `mask_head.convs_all_levels.<i>.conv<j>.1.*` | `mask_branch.levels.<i>.<2j>.norm.*` |
 | `mask_head.conv_pred.0.*` / `.1.*` | `mask_branch.pred.*` / `mask_branch.pred.norm.*` |
 

@@ -16,7 +16,7 @@ from cxr_d2.data.dicom import read_image
 from cxr_d2.errors import ConfigError
 from cxr_d2.modeling.solov2 import resample_to_strides
 
-from tests.helpers import SHARED
+from tests.helpers import REPO_ROOT, SHARED
 
 FIXTURE = os.path.join(SHARED, "parity", "adelaidet_solov2")
 # FEATURES_TOL: the README's reference jitter is 5.3e-5 (1 vs 2 threads, values up to 101);
@@ -28,6 +28,7 @@ FIXTURE = os.path.join(SHARED, "parity", "adelaidet_solov2")
 FEATURES_TOL, HEAD_TOL, SCORE_TOL = 1e-3, 1e-4, 1e-4
 # Head outputs computed from our own features inherit their rounding (relative 1e-5).
 HEAD_FROM_INPUT_TOL = 1e-3
+COCO_START = "solov2_R_50_FPN_AdelaiDet_COCO.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +152,31 @@ def test_final_instances_and_masks(reference, which):
         outside = ref["masks_ambiguous"][j] == 0
         differ = (out.pred_masks[i] != ref["masks"][j].bool()) & outside
         assert int(differ.sum()) == 0, f"mask {j}: {int(differ.sum())} pixels differ"
+
+
+def test_coco_start_config_has_the_published_architecture():
+    """configs/Phantom/solov2_R_50_FPN_AdelaiDet_COCO.yaml builds the model of AdelaiDet's
+    published R50_3x (the fixture's config with its README's overrides undone): same state-dict
+    keys and shapes, so the converted SOLOv2_R50_3x.pth loads strictly (cate_pred aside, 80
+    classes there)."""
+    if not os.path.isfile(os.path.join(FIXTURE, "config.yaml")):
+        pytest.skip(f"{FIXTURE} is absent")
+    published = reference_cfg(
+        "MODEL.RESNETS.DEPTH", "50", "MODEL.RESNETS.RES2_OUT_CHANNELS", "256",
+        "MODEL.FPN.OUT_CHANNELS", "256", "MODEL.SOLOV2.INSTANCE_IN_CHANNELS", "256",
+        "MODEL.SOLOV2.INSTANCE_CHANNELS", "512", "MODEL.SOLOV2.MASK_IN_CHANNELS", "256",
+        "MODEL.SOLOV2.MASK_CHANNELS", "128", "MODEL.SOLOV2.NUM_MASKS", "256",
+        "MODEL.SOLOV2.NUM_KERNELS", "256", "MODEL.SOLOV2.NUM_CLASSES", "4", "MODEL.DEVICE", "meta",
+    )  # fmt: skip
+    ours = get_cfg()
+    add_cxr_config(ours)
+    ours.merge_from_file(os.path.join(REPO_ROOT, "configs", "Phantom", COCO_START))
+    ours.merge_from_list(["MODEL.SOLOV2.NUM_CLASSES", "4", "MODEL.DEVICE", "meta"])
+    with torch.device("meta"):
+        shapes = [
+            {k: tuple(v.shape) for k, v in build_model(c).state_dict().items()}
+            for c in (published, ours)
+        ]
+    assert shapes[0] == shapes[1]
+    assert ours.MODEL.PIXEL_STD == published.MODEL.PIXEL_STD
+    assert ours.MODEL.PIXEL_MEAN == published.MODEL.PIXEL_MEAN
