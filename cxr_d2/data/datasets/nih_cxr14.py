@@ -21,7 +21,8 @@ from ...errors import DatasetError
 from ..checks import parse_number
 from ..dicom import image_size
 from ..phantom.plan import Finding, PhantomLayout, drawn, write_png
-from .common import Source, box_annotation, category_index, read_csv_rows
+from .common import Source, box_annotation, category_index
+from .csv_rows import read_csv_rows
 
 __all__ = [
     "SOURCE",
@@ -63,7 +64,7 @@ def read_nih_csv(path, log):
     Returns:
         list[tuple[int, str, str, list[float]]]: (row number, image name, label, XYXY box)
         per usable row; a row of another length than 6 cells or with a missing or
-        non-numeric coordinate is reported (see `common.read_csv_rows` for the file checks).
+        non-numeric coordinate is reported (see `csv_rows.read_csv_rows` for the file checks).
     """
     rows = []
     for row_no, row in read_csv_rows(path, log, COLUMNS, _header_columns, duplicates=False):

@@ -24,7 +24,8 @@ from ..dicom import image_size
 from ..paths import resolve_in_root
 from ..phantom.dicom_writer import write_dicom
 from ..phantom.plan import Finding, PhantomLayout, drawn
-from .common import Source, box_annotation, read_csv_rows
+from .common import Source, box_annotation
+from .csv_rows import read_csv_rows
 
 __all__ = ["SOURCE", "RSNA_CLASSES", "PHANTOM_LAYOUT", "parse_rsna_pneumonia"]
 

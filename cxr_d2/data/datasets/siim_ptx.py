@@ -27,7 +27,8 @@ from ..dicom import DICOM_EXTENSIONS, image_size
 from ..masks import decode_relative_rle, encode_relative_rle, mask_to_box, mask_to_rle
 from ..phantom.dicom_writer import write_dicom
 from ..phantom.plan import Finding, PhantomLayout, drawn
-from .common import Source, read_csv_rows
+from .common import Source
+from .csv_rows import read_csv_rows
 
 __all__ = ["SOURCE", "SIIM_CLASSES", "PHANTOM_LAYOUT", "parse_siim_ptx", "find_dicoms"]
 

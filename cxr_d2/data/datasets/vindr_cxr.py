@@ -40,7 +40,8 @@ from ..dicom import image_size
 from ..paths import resolve_in_root
 from ..phantom.dicom_writer import write_dicom
 from ..phantom.plan import Finding, PhantomLayout, drawn
-from .common import Source, Variant, box_annotation, category_index, read_csv_rows
+from .common import Source, Variant, box_annotation, category_index
+from .csv_rows import read_csv_rows
 
 __all__ = [
     "SOURCE",
