@@ -26,8 +26,12 @@ def add_blendmask_config(cfg):
     b.CONVS_DIM = 128
     # FPN levels fused into the bases, finest first; the bases are at half its stride.
     b.IN_FEATURES = ["p3", "p4", "p5"]
-    # Normalisation of the bottom module (and of its semantic head): "GN", "BN", "SyncBN", "".
+    # Normalisation of the bottom module: "GN", "BN", "SyncBN", "".
     b.NORM = "SyncBN"
+    # Normalisation of the semantic head (cxr-d2's key). "BN": AdelaiDet, whose semantic head
+    # is always conv (no bias) + BatchNorm2d, whatever NORM says (its checkpoints hold BN
+    # statistics there). Any other norm name ("GN", "SyncBN", "") replaces it.
+    b.SEM_NORM = "BN"
     # 3x3 convs after fusing the levels (before the 2x upsampling).
     b.NUM_CONVS = 3
     # Stride of the semantic logits: must be the stride of IN_FEATURES[0].
@@ -36,6 +40,12 @@ def add_blendmask_config(cfg):
     b.NUM_CLASSES = 0
     # Weight of loss_basis_sem.
     b.LOSS_WEIGHT = 0.3
+
+    # AdelaiDet's top module of OneStageRCNN-style models; cxr-d2's BlendMask always has its
+    # 3x3 conv top layer (`TopLayer`). Kept so AdelaiDet's configs load.
+    t = cfg.MODEL.TOP_MODULE = CN()
+    t.NAME = "conv"
+    t.DIM = 16
 
     m = cfg.MODEL.BLENDMASK = CN()
     # M: attentions are K x M x M per instance, predicted by the top layer on the box tower.

@@ -51,6 +51,7 @@ class ProtoNet(nn.Module):
         num_convs: int = 3,
         norm: str = "GN",
         num_classes: int = 0,
+        sem_norm: str = "BN",
     ):
         """
         Args:
@@ -61,6 +62,7 @@ class ProtoNet(nn.Module):
             num_convs: conv blocks between fusion and upsampling.
             norm: normalisation of every conv block ("" for none).
             num_classes: foreground classes of the semantic head; 0 = no semantic head.
+            sem_norm: normalisation of the semantic head's convs ("BN" as AdelaiDet).
         """
         super().__init__()
         self.in_features = list(in_features)
@@ -77,9 +79,10 @@ class ProtoNet(nn.Module):
         self.seg_head = None
         if num_classes > 0:
             ch = input_shape[self.in_features[0]].channels
+            sem = dict(norm=sem_norm, init="xavier")
             self.seg_head = nn.Sequential(
-                conv_block(ch, convs_dim, **block),
-                conv_block(convs_dim, convs_dim, **block),
+                conv_block(ch, convs_dim, **sem),
+                conv_block(convs_dim, convs_dim, **sem),
                 nn.Conv2d(convs_dim, num_classes + 1, 1),
             )
 
@@ -113,6 +116,7 @@ class ProtoNet(nn.Module):
             "num_convs": b.NUM_CONVS,
             "norm": b.NORM,
             "num_classes": b.NUM_CLASSES if b.LOSS_ON else 0,
+            "sem_norm": b.SEM_NORM,
         }
 
     def forward(self, features):

@@ -9,7 +9,7 @@ from detectron2.structures import BitMasks, PolygonMasks
 from detectron2.utils.events import get_event_storage
 
 from ...errors import ConfigError
-from ..fcos import FCOS, FCOSHead, fcos_config_kwargs
+from ..fcos import FCOS, FCOSHead, check_backbone_name, fcos_config_kwargs
 from .basis_module import build_basis_module
 from .blender import Blender, blender_loss, mask_targets
 from .inference import decode_detections
@@ -53,7 +53,6 @@ class BlendMask(FCOS):
         blender,
         instance_loss_weight=1.0,
         sem_loss_weight=0.3,
-        thresh_with_ctr=False,
         visualize=False,
         **kwargs
     ):
@@ -64,9 +63,10 @@ class BlendMask(FCOS):
             blender: :class:`Blender`.
             instance_loss_weight: weight of loss_mask.
             sem_loss_weight: weight of loss_basis_sem.
-            thresh_with_ctr: inference thresholds class * centerness (else class alone).
             visualize: inference also returns "bases" (and "sem_thing_seg").
-            kwargs: arguments of :class:`cxr_d2.modeling.FCOS` (`head` an FCOSHead).
+            kwargs: arguments of :class:`cxr_d2.modeling.FCOS` (`head` an FCOSHead; its
+                `thresh_with_ctr` and `clip_before_nms` apply to the detections whose masks
+                are blended).
         """
         super().__init__(**kwargs)
         self.basis_module = basis_module
@@ -74,14 +74,14 @@ class BlendMask(FCOS):
         self.blender = blender
         self.instance_loss_weight = instance_loss_weight
         self.sem_loss_weight = sem_loss_weight
-        self.thresh_with_ctr = thresh_with_ctr
         self.visualize = visualize
 
     @classmethod
     def from_config(cls, cfg):
         _check_config(cfg)
+        check_backbone_name(cfg)
         backbone = build_backbone(cfg)
-        kwargs = fcos_config_kwargs(cfg, backbone, own_keys=("THRESH_WITH_CTR",))
+        kwargs = fcos_config_kwargs(cfg, backbone)
         shapes = backbone.output_shape()
         head_shapes = [shapes[k] for k in cfg.MODEL.FCOS.IN_FEATURES]
         kwargs["head"] = FCOSHead(cfg, head_shapes)
@@ -92,7 +92,6 @@ class BlendMask(FCOS):
             blender=Blender(cfg, basis_module.stride),
             instance_loss_weight=cfg.MODEL.BLENDMASK.INSTANCE_LOSS_WEIGHT,
             sem_loss_weight=cfg.MODEL.BASIS_MODULE.LOSS_WEIGHT,
-            thresh_with_ctr=cfg.MODEL.FCOS.THRESH_WITH_CTR,
             visualize=cfg.MODEL.BLENDMASK.VISUALIZE,
         )
         return kwargs
@@ -183,12 +182,7 @@ class BlendMask(FCOS):
                 [x[i] for x in ctrness],
                 [x[i] for x in attentions],
                 image_size,
-                box2box_transform=self.box2box_transform,
-                score_thresh=self.test_score_thresh,
-                topk_candidates=self.test_topk_candidates,
-                nms_thresh=self.test_nms_thresh,
-                max_detections=self.max_detections_per_image,
-                thresh_with_ctr=self.thresh_with_ctr,
+                **self.decode_options(),
             )
             probs = self.blender(bases[i : i + 1], [r.pred_boxes], r.attentions).sigmoid()
             r.remove("attentions")

@@ -1,27 +1,48 @@
 """
 FCOS from a yacs config: Detectron2's own `detectron2.modeling.meta_arch.fcos.FCOS` (target
-assignment, centre sampling, centerness, focal and GIoU losses, inference) with a
-`from_config` reading AdelaiDet's MODEL.FCOS keys, registered as META_ARCHITECTURE "FCOS".
+assignment, centre sampling, centerness, focal and GIoU losses) with a `from_config` reading
+AdelaiDet's MODEL.FCOS keys and AdelaiDet's inference rule, registered as META_ARCHITECTURE
+"FCOS" and as AdelaiDet's "OneStageDetector" (with PROPOSAL_GENERATOR.NAME "FCOS").
 """
 import torch
 from detectron2.config import configurable
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.box_regression import Box2BoxTransformLinear
 from detectron2.modeling.meta_arch.fcos import FCOS as _D2FCOS
 
+from ...config.adelaidet import check_adelaidet_config
 from ...errors import ConfigError
 from .head import FCOSHead
+from .inference import fcos_detections
 
-__all__ = ["FCOS", "fcos_config_kwargs"]
+__all__ = ["FCOS", "OneStageDetector", "check_backbone_name", "fcos_config_kwargs"]
 
-# AdelaiDet keys whose only supported value is Detectron2's behaviour.
+# AdelaiDet keys whose only supported value is Detectron2's behaviour (or the only one
+# implemented here).
 _FIXED_KEYS = {
     "LOC_LOSS_TYPE": "giou",
     "TOP_LEVELS": 2,
-    "THRESH_WITH_CTR": False,
     "USE_DEFORMABLE": False,
     "YIELD_PROPOSAL": False,
+    "YIELD_BOX_FEATURES": False,
+    "BOX_QUALITY": "ctrness",
+    "LOSS_WEIGHT_CLS": 1.0,
 }
+# Tower norms: get_norm names, plus AdelaiDet's "none".
+_TOWER_NORMS = ("", "none", "GN", "BN", "SyncBN", "FrozenBN", "nnSyncBN", "naiveSyncBN", "LN")
+
+
+def check_backbone_name(cfg):
+    """A ConfigError naming MODEL.BACKBONE.NAME when no backbone of that name is registered
+    (e.g. AdelaiDet's DLA, VoVNet, MobileNet and BiFPN backbones), or naming the AdelaiDet
+    key that asks for something else not implemented (`check_adelaidet_config`)."""
+    check_adelaidet_config(cfg)
+    name = cfg.MODEL.BACKBONE.NAME
+    if name not in BACKBONE_REGISTRY:
+        raise ConfigError(
+            f"MODEL.BACKBONE.NAME is {name!r}, which cxr-d2 does not implement; use one of "
+            f"{sorted(k for k, _ in BACKBONE_REGISTRY)}"
+        )
 
 
 def _check_fcos_config(cfg, backbone_shape, own_keys=()):
@@ -34,6 +55,13 @@ def _check_fcos_config(cfg, backbone_shape, own_keys=()):
             raise ConfigError(
                 f"MODEL.FCOS.{key} is {f[key]!r}; Detectron2's FCOS supports only {value!r}"
             )
+    if f.NORM not in _TOWER_NORMS:
+        raise ConfigError(f"MODEL.FCOS.NORM is {f.NORM!r}; use one of {list(_TOWER_NORMS)}")
+    if f.LOSS_NORMALIZER_CLS not in ("fg", "moving_fg"):
+        raise ConfigError(
+            f"MODEL.FCOS.LOSS_NORMALIZER_CLS is {f.LOSS_NORMALIZER_CLS!r}; cxr-d2 implements "
+            "'fg' and 'moving_fg'"
+        )
     missing = [k for k in f.IN_FEATURES if k not in backbone_shape]
     if missing:
         raise ConfigError(
@@ -77,6 +105,9 @@ def fcos_config_kwargs(cfg, backbone, own_keys=()):
         "max_detections_per_image": f.POST_NMS_TOPK_TEST,
         "pixel_mean": cfg.MODEL.PIXEL_MEAN,
         "pixel_std": cfg.MODEL.PIXEL_STD,
+        "thresh_with_ctr": f.THRESH_WITH_CTR,
+        "clip_before_nms": f.CLIP_BEFORE_NMS,
+        "loss_normalizer_cls": f.LOSS_NORMALIZER_CLS,
     }
 
 
@@ -85,16 +116,37 @@ class FCOS(_D2FCOS):
     """
     Detectron2's FCOS, buildable from a config (MODEL.META_ARCHITECTURE "FCOS", keys in
     MODEL.FCOS) and trainable on images without instances (normal films). The head is
-    `FCOSHead` (AdelaiDet's tower options); everything else is Detectron2's.
+    `FCOSHead` (AdelaiDet's tower options); inference is AdelaiDet's (:func:`fcos_detections`);
+    training is Detectron2's, with AdelaiDet's loss normaliser.
     """
 
     @configurable
-    def __init__(self, **kwargs):
-        """Arguments as :class:`detectron2.modeling.meta_arch.fcos.FCOS`."""
+    def __init__(
+        self,
+        *,
+        thresh_with_ctr=False,
+        clip_before_nms=False,
+        loss_normalizer_cls="fg",
+        **kwargs,
+    ):
+        """
+        Args:
+            thresh_with_ctr: inference thresholds sigmoid(class) * sigmoid(centerness) (else
+                sigmoid(class) alone).
+            clip_before_nms: inference clips the boxes to the image before NMS (else only the
+                final boxes are clipped, by `detector_postprocess`).
+            loss_normalizer_cls: "fg": the losses are divided by this batch's positives
+                (AdelaiDet); "moving_fg": by their moving average (Detectron2's).
+            kwargs: arguments of :class:`detectron2.modeling.meta_arch.fcos.FCOS`.
+        """
         super().__init__(**kwargs)
+        self.thresh_with_ctr = thresh_with_ctr
+        self.clip_before_nms = clip_before_nms
+        self.loss_normalizer_cls = loss_normalizer_cls
 
     @classmethod
     def from_config(cls, cfg):
+        check_backbone_name(cfg)
         backbone = build_backbone(cfg)
         kwargs = fcos_config_kwargs(cfg, backbone)
         shapes = backbone.output_shape()
@@ -135,3 +187,65 @@ class FCOS(_D2FCOS):
             labels.append(label)
             boxes.append(gt.gt_boxes[gt_index.clip(min=0)])
         return labels, boxes
+
+    def _ema_update(self, name, value, initial_value, momentum=0.9):
+        """Detectron2's moving normaliser ("moving_fg"), or this batch's value ("fg")."""
+        if name == "loss_normalizer" and self.loss_normalizer_cls == "fg":
+            return value
+        return super()._ema_update(name, value, initial_value, momentum)
+
+    def forward_inference(self, images, features, predictions):
+        """
+        Args:
+            predictions: per level logits (N, C, Hi, Wi), bbox_reg (N, 4, Hi, Wi) in strides,
+                ctrness (N, 1, Hi, Wi).
+        Returns:
+            per image Instances (pred_boxes, scores, pred_classes) at input resolution, by
+            AdelaiDet's rule (:func:`fcos_detections`).
+        """
+        logits, deltas, ctrness = self._transpose_dense_predictions(
+            predictions, [self.num_classes, 4, 1]
+        )
+        anchors = self.anchor_generator(features)
+        return [
+            fcos_detections(
+                anchors,
+                [x[i] for x in logits],
+                [x[i] for x in deltas],
+                [x[i] for x in ctrness],
+                image_size,
+                **self.decode_options(),
+            )
+            for i, image_size in enumerate(images.image_sizes)
+        ]
+
+    def decode_options(self):
+        """The keyword arguments of :func:`fcos_detections` from this model's settings."""
+        return {
+            "box2box_transform": self.box2box_transform,
+            "score_thresh": self.test_score_thresh,
+            "topk_candidates": self.test_topk_candidates,
+            "nms_thresh": self.test_nms_thresh,
+            "max_detections": self.max_detections_per_image,
+            "thresh_with_ctr": self.thresh_with_ctr,
+            "clip_before_nms": self.clip_before_nms,
+        }
+
+
+@META_ARCH_REGISTRY.register()
+class OneStageDetector(FCOS):
+    """
+    AdelaiDet's META_ARCHITECTURE name for FCOS: its FCOS configs name "OneStageDetector" with
+    MODEL.PROPOSAL_GENERATOR.NAME "FCOS". The model is :class:`FCOS` (its state-dict keys:
+    convert AdelaiDet checkpoints with `tools/convert_weights.py --from adelaidet`).
+    """
+
+    @classmethod
+    def from_config(cls, cfg):
+        name = cfg.MODEL.PROPOSAL_GENERATOR.NAME
+        if name != "FCOS":
+            raise ConfigError(
+                f"MODEL.PROPOSAL_GENERATOR.NAME is {name!r} with META_ARCHITECTURE "
+                "OneStageDetector; cxr-d2 implements AdelaiDet's OneStageDetector with 'FCOS' only"
+            )
+        return super().from_config(cfg)

@@ -3,13 +3,13 @@ from typing import List
 
 import torch
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
+from detectron2.layers import ShapeSpec, get_norm
 from torch import nn
 from torch.nn import functional as F
 
-from ...layers import conv_block, prior_bias
+from ...layers import prior_bias
 
-__all__ = ["FCOSHead", "Scale"]
+__all__ = ["FCOSHead", "LevelNorms", "Scale", "Tower"]
 
 
 class Scale(nn.Module):
@@ -23,13 +23,47 @@ class Scale(nn.Module):
         return x * self.scale
 
 
-def _tower(num_convs, channels, norm):
-    """AdelaiDet's layout: one flat nn.Sequential of conv, norm, ReLU, conv, ... (its keys).
-    Initialised by the head."""
+# Norms that AdelaiDet's FCOS towers keep one of per FPN level (its ModuleListDial): batch
+# statistics differ between levels. GroupNorm and no norm are shared across levels.
+_PER_LEVEL_NORMS = ("BN", "SyncBN")
+
+
+class LevelNorms(nn.ModuleList):
+    """One norm per FPN level (keys `<i>.<level>.weight`, as AdelaiDet's BN towers)."""
+
+
+class Tower(nn.Sequential):
+    """
+    AdelaiDet's tower layout: one flat sequence of 3x3 conv, norm (if any), ReLU, conv, ...
+    (state-dict keys `i.weight`, `i.bias`, `i+1.weight`, ...). `forward(x, level)`: a
+    :class:`LevelNorms` applies the norm of `level`.
+    """
+
+    def forward(self, x, level=None):
+        for module in self:
+            if isinstance(module, LevelNorms):
+                if level is None:
+                    raise ValueError("this tower has per-level norms: pass the FPN level")
+                module = module[level]
+            x = module(x)
+        return x
+
+
+def _tower(num_convs, channels, norm, num_levels, bias=True):
+    """
+    A :class:`Tower` of `num_convs` blocks. The convs have a bias when `bias` (AdelaiDet:
+    always, even before the norm) or without a norm. BN/SyncBN are per level. Initialised
+    by the head.
+    """
     layers = []
     for _ in range(num_convs):
-        layers += conv_block(channels, channels, norm=norm, init=None, as_layers=True)
-    return nn.Sequential(*layers)
+        layers.append(nn.Conv2d(channels, channels, 3, padding=1, bias=bias or not norm))
+        if norm in _PER_LEVEL_NORMS:
+            layers.append(LevelNorms([get_norm(norm, channels) for _ in range(num_levels)]))
+        elif norm:
+            layers.append(get_norm(norm, channels))
+        layers.append(nn.ReLU())
+    return Tower(*layers)
 
 
 class FCOSHead(nn.Module):
@@ -54,17 +88,22 @@ class FCOSHead(nn.Module):
         use_scale: bool = True,
         centerness_on_reg: bool = True,
         norm_reg_targets: bool = True,
+        tower_bias: bool = True,
     ):
         """
         Args:
             input_shape: shapes of the input features, finest first; all with equal channels.
             num_classes: number of foreground classes.
             num_cls_convs, num_box_convs, num_share_convs: depth of the towers.
-            norm: normalisation after each tower conv ("" for none).
+            norm: normalisation after each tower conv ("" or "none" for none); BN and SyncBN
+                are one per level, as AdelaiDet's.
             prior_prob: initial foreground probability of the class logits.
             use_scale: a learnable scalar per level on the box regression.
             centerness_on_reg: centerness from the box tower (else the classification tower).
             norm_reg_targets: regression in strides through ReLU (else in pixels through exp).
+            tower_bias: the tower convs have a bias also before a norm (AdelaiDet; its
+                checkpoints hold these biases); False: a bias only without a norm (mmdet's
+                FCOS and SipMask).
         """
         super().__init__()
         channels = {s.channels for s in input_shape}
@@ -74,13 +113,15 @@ class FCOSHead(nn.Module):
         self.num_classes = num_classes
         self.centerness_on_reg = centerness_on_reg
         self.norm_reg_targets = norm_reg_targets
-        self.share_tower = _tower(num_share_convs, ch, norm)
-        self.cls_tower = _tower(num_cls_convs, ch, norm)
-        self.bbox_tower = _tower(num_box_convs, ch, norm)
+        num_levels = len(input_shape)
+        if norm == "none":  # AdelaiDet's name of no norm
+            norm = ""
+        self.share_tower = _tower(num_share_convs, ch, norm, num_levels, tower_bias)
+        self.cls_tower = _tower(num_cls_convs, ch, norm, num_levels, tower_bias)
+        self.bbox_tower = _tower(num_box_convs, ch, norm, num_levels, tower_bias)
         self.cls_logits = nn.Conv2d(ch, num_classes, 3, padding=1)
         self.bbox_pred = nn.Conv2d(ch, 4, 3, padding=1)
         self.ctrness = nn.Conv2d(ch, 1, 3, padding=1)
-        num_levels = len(input_shape)
         self.scales = nn.ModuleList(
             [Scale(1.0) if use_scale else nn.Identity() for _ in range(num_levels)]
         )
@@ -105,6 +146,7 @@ class FCOSHead(nn.Module):
             "use_scale": f.USE_SCALE,
             "centerness_on_reg": f.CENTERNESS_ON_REG,
             "norm_reg_targets": f.NORM_REG_TARGETS,
+            "tower_bias": f.TOWER_BIAS,
         }
 
     def towers(self, features):
@@ -114,8 +156,9 @@ class FCOSHead(nn.Module):
         Returns:
             cls_feats, box_feats: lists of (N, C, Hi, Wi), the two towers' outputs per level.
         """
-        shared = [self.share_tower(x) for x in features]
-        return [self.cls_tower(x) for x in shared], [self.bbox_tower(x) for x in shared]
+        shared = [self.share_tower(x, i) for i, x in enumerate(features)]
+        cls_feats = [self.cls_tower(x, i) for i, x in enumerate(shared)]
+        return cls_feats, [self.bbox_tower(x, i) for i, x in enumerate(shared)]
 
     def predict_boxes(self, box_feats):
         """Per level (N, 4, Hi, Wi) regression (l, t, r, b), >= 0, and (N, 1, Hi, Wi) centerness
