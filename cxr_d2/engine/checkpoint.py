@@ -173,24 +173,26 @@ def _bn_keys_of_caffe2(state):
     return {new for new in renamed if "_bn_" in original.get(new, "")}
 
 
-def check_fit(model, incompatible, loaded_keys, bn_keys=()):
+def check_fit(model, incompatible, loaded_keys, checkpoint_keys=None, bn_keys=()):
     """
     Refuse a checkpoint whose norms or shapes do not fit `model`.
 
     Args:
         incompatible: fvcore's `_IncompatibleKeys` of the load (missing_keys, unexpected_keys,
             incorrect_shapes = [(key, shape in checkpoint, shape in model)]).
-        loaded_keys (set[str]): the checkpoint's keys, as matched to the model.
-        bn_keys (set[str]): model keys known to come from a BatchNorm of the checkpoint
-            (Caffe2 names, whose statistics are folded into scale and bias).
+        loaded_keys (set[str]): the model's keys the checkpoint gave a value.
+        checkpoint_keys (set[str] or None): the checkpoint's keys under the model's names, or
+            None where they were matched by Detectron2's heuristics.
+        bn_keys (set[str]): names (Detectron2's, no prefix) that come from a BatchNorm of a
+            Caffe2 checkpoint, whose statistics are folded into scale and bias.
 
     Returns:
         list[str]: the class-count heads whose shapes differ (re-initialised, not loaded).
 
     Raises:
         CXRError: naming the first mismatching keys: a norm of another type (statistics of a
-        BatchNorm for a GroupNorm or a conv without norm, or the reverse), or a shape that
-        differs outside a class-count head.
+        BatchNorm for a GroupNorm or a conv without norm, or a BatchNorm given none), or a shape
+        that differs outside a class-count head.
     """
     problems, heads = [], []
     for key, shape_ckpt, shape_model in incompatible.incorrect_shapes:
@@ -203,11 +205,12 @@ def check_fit(model, incompatible, loaded_keys, bn_keys=()):
         module = _module(model, owner)
         if leaf in _NORM_STATS and module is not None and not _is_bn(module):
             problems.append(f"{key}: BatchNorm statistics, but {owner} is a {type(module).__name__}")
-    for key in incompatible.missing_keys:
-        owner, _, leaf = key.rpartition(".")
-        from_bn = any(f"{owner}.weight" == k or f"{owner}.weight".endswith("." + k) for k in bn_keys)
-        if leaf in _NORM_STATS[:2] and f"{owner}.weight" in loaded_keys and not from_bn:
-            problems.append(f"{key}: {owner} is a BatchNorm here but has no statistics in the checkpoint")
+        elif module is None and owner.endswith("norm") and _module(model, owner[:-5].rstrip(".")):
+            problems.append(f"{key}: a norm in the checkpoint, none after {owner[:-5].rstrip('.')} here")
+    for owner, module in model.named_modules() if checkpoint_keys is not None else ():
+        weight = f"{owner}.weight"
+        if _is_bn(module) and weight in checkpoint_keys and f"{owner}.running_var" not in checkpoint_keys:
+            problems.append(f"{owner} is a {type(module).__name__} here but has no statistics in the checkpoint")
     for key in sorted(loaded_keys):
         owner = key.rpartition(".")[0]
         module = _module(model, owner)
@@ -337,6 +340,11 @@ class AtomicCheckpointer(DetectionCheckpointer):
         fit is an error; class-count heads of another size are re-initialised and logged."""
         caffe2 = checkpoint.get("__author__") == "Caffe2"
         bn_keys = _bn_keys_of_caffe2(checkpoint["model"]) if caffe2 else set()
+        checkpoint_keys = None
+        if not checkpoint.get("matching_heuristics", False):
+            checkpoint_keys = set(checkpoint["model"])
+            if checkpoint_keys and all(k.startswith("module.") for k in checkpoint_keys):
+                checkpoint_keys = {k[len("module."):] for k in checkpoint_keys}
         num_keys = len(checkpoint["model"])
         model_keys = set(self.model.state_dict())
         incompatible = super()._load_model(checkpoint)
@@ -347,7 +355,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
                 f"{sorted(incompatible.unexpected_keys)[:2]}); convert it with "
                 "tools/convert_weights.py or use the config it was trained with"
             )
-        heads = check_fit(self.model, incompatible, loaded, bn_keys)
+        heads = check_fit(self.model, incompatible, loaded, checkpoint_keys, bn_keys)
         if heads:
             self.logger.info(
                 "Re-initialised (the class count differs from the checkpoint's): " + ", ".join(heads)
