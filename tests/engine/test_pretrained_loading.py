@@ -1,8 +1,12 @@
 """Loading a checkpoint checks that it fits the config: a norm of another type or a shape that
 differs is an error naming the keys; a class-count head of another size is re-initialised and
 listed in the log."""
+import json
 import logging
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,9 +14,10 @@ import torch
 from detectron2.modeling import build_model
 
 from cxr_d2 import CXRError
+from cxr_d2.convert.cli import run
 from cxr_d2.engine import AtomicCheckpointer
 
-from tests.helpers import base_config, cpu_config
+from tests.helpers import TINY, TINY_OPTS, base_config, cpu_config, train
 
 R18 = cpu_config("faster_rcnn")
 
@@ -115,3 +120,54 @@ def test_a_checkpoint_of_another_model_is_an_error(tmp_path):
     torch.save({"model": {"darknet.weight": torch.zeros(3)}}, path)
     with pytest.raises(CXRError, match="none of its 1 keys is one of this model's"):
         _load(_model(), str(path))
+
+
+def _train_net(*args, env):
+    cmd = [sys.executable, os.path.join("tools", "train_net.py"), *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout + r.stderr
+
+
+@pytest.mark.slow  # a minute on 2 cores: a training, a fine-tuning and an evaluation
+def test_fine_tune_on_another_class_list(tiny_phantom, tmp_path):
+    """Train Mask R-CNN on the 4-class phantom, convert its checkpoint, fine-tune it on the
+    one-class (agnostic) phantom: the log lists the re-initialised heads and --eval-only of the
+    fine-tuned model reproduces the AP of the run's final evaluation."""
+    config = cpu_config("mask_rcnn")
+    cfg = base_config(config)
+    cfg.merge_from_list(TINY_OPTS + ["OUTPUT_DIR", str(tmp_path / "four")])
+    train(cfg)
+    converted = tmp_path / "four_classes.pth"
+    conversion = run("detectron2", str(tmp_path / "four" / "model_final.pth"), str(converted))
+    assert {k for k, _ in conversion.dropped} >= {"trainer", "iteration"}  # solver state
+
+    agnostic = [
+        *TINY_OPTS, "DATASETS.TRAIN", f"('{TINY}_agnostic_train',)",
+        "DATASETS.TEST", f"('{TINY}_agnostic_test',)", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    ]  # fmt: skip
+    log = _train_net("--config-file", config, *agnostic, "TEST.EVAL_PERIOD", "12", "SOLVER.MAX_ITER", "12",
+                     "MODEL.WEIGHTS", str(converted), "OUTPUT_DIR", str(tmp_path / "one"), env=tiny_phantom)  # fmt: skip
+    reinit = next(line for line in log.splitlines() if "Re-initialised" in line)
+    for head in ("box_predictor.cls_score.weight (5 -> 2 rows)", "box_predictor.bbox_pred.weight "
+                 "(16 -> 4 rows)", "mask_head.predictor.weight (4 -> 1 rows)"):  # fmt: skip
+        assert head in reinit
+    evaluation = tmp_path / "one" / "inference" / f"{TINY}_agnostic_test" / "evaluation.json"
+    trained = json.loads(evaluation.read_text())
+    _train_net("--config-file", config, "--eval-only", *agnostic,
+               "MODEL.WEIGHTS", str(tmp_path / "one" / "model_final.pth"),
+               "OUTPUT_DIR", str(tmp_path / "eval"), env=tiny_phantom)  # fmt: skip
+    evaluated = json.loads(
+        (tmp_path / "eval" / "inference" / f"{TINY}_agnostic_test" / "evaluation.json").read_text()
+    )
+    for task in ("bbox", "segm"):
+        print(task, "AP after fine-tuning", trained["tasks"][task]["AP"], "--eval-only",
+              evaluated["tasks"][task]["AP"])
+        assert evaluated["tasks"][task]["AP"] == trained["tasks"][task]["AP"]
+    assert evaluated["tasks"] == trained["tasks"]
+    predictions = [
+        json.loads((tmp_path / run / "inference" / f"{TINY}_agnostic_test" /
+                    "coco_instances_results.json").read_text())
+        for run in ("one", "eval")
+    ]  # fmt: skip
+    assert predictions[0] and predictions[0] == predictions[1]
