@@ -209,7 +209,10 @@ def check_fit(model, incompatible, loaded_keys, checkpoint_keys=None, bn_keys=()
             problems.append(f"{key}: a norm in the checkpoint, none after {owner[:-5].rstrip('.')} here")
     for owner, module in model.named_modules() if checkpoint_keys is not None else ():
         weight = f"{owner}.weight"
-        if _is_bn(module) and weight in checkpoint_keys and f"{owner}.running_var" not in checkpoint_keys:
+        tracks = getattr(module, "running_var", None) is not None
+        if _is_bn(module) and tracks and weight in checkpoint_keys and (
+            f"{owner}.running_var" not in checkpoint_keys
+        ):
             problems.append(f"{owner} is a {type(module).__name__} here but has no statistics in the checkpoint")
     for key in sorted(loaded_keys):
         owner = key.rpartition(".")[0]
