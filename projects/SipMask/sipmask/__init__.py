@@ -1,5 +1,6 @@
 """SipMask as a Detectron2 project: importing it registers META_ARCHITECTURE "SipMask"."""
 from .config import add_sipmask_config
+from .backbone import build_fcos_deform_resnet_fpn_backbone
 from .head import FeatureAlign, SipMaskHead
 from .basis import BasisModule
 from .loss import mask_alignment_weighted_loss, per_instance_mask_loss
@@ -9,6 +10,7 @@ from .smp import spatial_mask_prediction
 __all__ = [
     "add_sipmask_config",
     "BasisModule",
+    "build_fcos_deform_resnet_fpn_backbone",
     "FeatureAlign",
     "SipMaskHead",
     "SipMask",

@@ -25,18 +25,36 @@ def add_sipmask_config(cfg):
     # masks (CBM): ["p3", "p4", "p5"] (coarser ones upsampled bilinearly to the first and
     # concatenated); ["p3"] is the YOLACT-like baseline.
     cfg.MODEL.SIPMASK.BASIS_IN_FEATURES = ["p3", "p4", "p5"]
-    # Channels of the 3x3 conv over the (concatenated) features before the 1x1 conv to
-    # NUM_BASIS channels (official code: 768 -> 512 -> 32).
+    # Hidden channels of the basis convs (official code: 3 x 256 -> 512 -> 32).
     cfg.MODEL.SIPMASK.BASIS_CONV_DIM = 512
+    # Order of the basis convs. "1x1-3x3" (official): 1x1 conv to BASIS_CONV_DIM, ReLU, 3x3 conv
+    # to NUM_BASIS, ReLU (the basis is >= 0). "3x3-1x1" (cxr-d2 before issue 18): 3x3 conv,
+    # ReLU, 1x1 conv, no final ReLU (basis of either sign); official checkpoints do not load.
+    cfg.MODEL.SIPMASK.BASIS_ORDER = "1x1-3x3"
     # Bilinear upsampling of the basis after the convs (4x: stride 8 -> 2).
     cfg.MODEL.SIPMASK.BASIS_UPSAMPLE = 4
     # Spatial preservation (SP): sub-regions (rows, cols) per box, each with its own
     # coefficients; (1, 1) is the baseline without SP.
     cfg.MODEL.SIPMASK.GRID = (2, 2)
     # Feature alignment (FA): a deformable 3x3 conv on the classification tower whose offsets
-    # come from a zero-initialised 1x1 conv over the detached, ReLU'd (l, t, r, b) in strides;
-    # False uses a plain 3x3 conv in its place.
+    # come from a zero-initialised, bias-free 1x1 conv over the detached (l, t, r, b) in strides
+    # (as the head outputs them, see REG_RELU), then FEATURE_ALIGN_NORM and ReLU (official);
+    # False uses a plain 3x3 conv (same norm) in its place.
     cfg.MODEL.SIPMASK.FEATURE_ALIGN = True
+    # Deformable (offset) groups of FA's conv: 4 (official, 72 offset channels); 1 (cxr-d2
+    # before issue 18) shares one offset field across all channels.
+    cfg.MODEL.SIPMASK.FEATURE_ALIGN_GROUPS = 4
+    # Norm after FA's conv: "GN" (official, GroupNorm(32), the conv has no bias); "" (cxr-d2
+    # before issue 18) a conv with bias and no norm.
+    cfg.MODEL.SIPMASK.FEATURE_ALIGN_NORM = "GN"
+    # ReLU on the regressed (l, t, r, b). False (official SipMask head): the raw distances feed
+    # FA and decode the boxes at inference (a negative one gives an inverted box, clamped to
+    # the image); in training the boxes of the GIoU and mask losses are decoded by Detectron2's
+    # Box2BoxTransformLinear, which clamps the distances at 0 (the official IoU loss takes
+    # them raw). True (AdelaiDet's FCOS, cxr-d2 before issue 18): ReLU'd everywhere. On the
+    # official fixture, decoding the boxes through a ReLU alone already loses 8 of its 84
+    # detections (boxes with a negative side).
+    cfg.MODEL.SIPMASK.REG_RELU = False
     # Mask alignment weighting loss (WL): per-instance BCE weighted by IoU(pred box, gt box)
     # x classification score, weights normalised to mean 1; False is plain BCE.
     cfg.MODEL.SIPMASK.WEIGHTED_LOSS = True
@@ -52,12 +70,33 @@ def add_sipmask_config(cfg):
     cfg.MODEL.SIPMASK.MAX_MASK_POSITIVES = 0
     # Mask probability threshold at inference (inside the box).
     cfg.MODEL.SIPMASK.MASK_THRESH = 0.4
+    # Box decoding at inference. "official" (mmdetection's get_bboxes): per level the
+    # PRE_NMS_TOPK_TEST locations of largest max_k sigmoid(cls_k) x sigmoid(ctr); a (location,
+    # class) is a candidate when sigmoid(cls) > INFERENCE_TH_TEST, scored sigmoid(cls) x
+    # sigmoid(ctr); boxes clamped to [0, W - 1] x [0, H - 1]; class-wise NMS with +1-pixel
+    # areas suppressing at IoU >= NMS_TH; the POST_NMS_TOPK_TEST best. "detectron2" (cxr-d2
+    # before issue 18): threshold and rank sqrt(sigmoid(cls) x sigmoid(ctr)) per (location,
+    # class), torchvision NMS (IoU > NMS_TH), boxes clipped to [0, W]; on the official
+    # fixture it matches none of the 84 official detections.
+    cfg.MODEL.SIPMASK.POSTPROCESS = "official"
+    # Mask pasting at inference. "official" (the official CropSplit): SMP on the basis grid,
+    # pixel (px, py) (integer indices) inside x1 <= px < x2, y1 <= py < y2 of the box in basis
+    # pixels, sub-region trunc((px - x1) / ((x2 - x1 + 0.1) / cols)) (rows alike); the whole
+    # map upsampled bilinearly to the image and thresholded (> MASK_THRESH). "box" (cxr-d2
+    # before issue 18): pixel centres against the box, sub-regions split exactly at w / cols,
+    # and only the image pixels inside the box sampled bilinearly (a mask never leaks outside
+    # its box; faster for few small boxes).
+    cfg.MODEL.SIPMASK.MASK_PASTE = "official"
     # SipMask++ mask scoring: a small conv net reads each predicted mask (SMP probabilities,
     # detached) and predicts its IoU with the ground truth; inference multiplies the score by it.
     cfg.MODEL.SIPMASK.MASK_SCORING = CN()
     cfg.MODEL.SIPMASK.MASK_SCORING.ENABLED = False
     # Output channels of its 3x3 stride-2 convs (official: 16, 16, 16, 32, 64, 128).
     cfg.MODEL.SIPMASK.MASK_SCORING.CONV_DIMS = [16, 16, 16, 32, 64, 128]
+    # Zero padding of those convs: 0 (official; six unpadded stride-2 convs need basis maps of
+    # at least 127 px, i.e. inputs of 254 px at basis stride 2); 1 (cxr-d2 before issue 18)
+    # works at any size and sees the mask borders.
+    cfg.MODEL.SIPMASK.MASK_SCORING.PADDING = 0
     # Weight of loss_mask_iou, the mean squared error of the IoU (official: 10).
     cfg.MODEL.SIPMASK.MASK_SCORING.LOSS_WEIGHT = 10.0
     # Masks trained on: IoU target (mask > MASK_THRESH vs ground truth) above MIN_IOU and a

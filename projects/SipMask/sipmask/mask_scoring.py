@@ -7,6 +7,7 @@ from detectron2.config import configurable
 from torch import nn
 from torch.nn import functional as F
 
+from cxr_d2.errors import ConfigError
 from cxr_d2.layers import conv_block
 
 __all__ = ["MaskIoUHead", "mask_iou_targets", "mask_iou_loss"]
@@ -20,17 +21,25 @@ class MaskIoUHead(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, num_classes: int, conv_dims: Sequence[int] = (16, 16, 16, 32, 64, 128)):
+    def __init__(self, *, num_classes: int, conv_dims: Sequence[int] = (16, 16, 16, 32, 64, 128),
+                 padding: int = 0):
         """
         Args:
             num_classes: foreground classes (one IoU output each).
             conv_dims: output channels of the stride-2 convs.
+            padding: their zero padding (official: 0; MODEL.SIPMASK.MASK_SCORING.PADDING).
         """
         super().__init__()
         layers, in_ch = [], 1
         for dim in conv_dims:
-            layers += conv_block(in_ch, dim, 3, stride=2, init="kaiming", as_layers=True)
+            layers += conv_block(in_ch, dim, 3, stride=2, padding=padding, init="kaiming",
+                                 as_layers=True)  # fmt: skip
             in_ch = dim
+        self.padding = padding
+        # the smallest map the unpadded convs take: each needs >= 3 pixels
+        self.min_size = 1
+        for _ in conv_dims:
+            self.min_size = 2 * self.min_size + 1 if padding == 0 else self.min_size
         self.convs = nn.Sequential(*layers)
         self.predictor = nn.Conv2d(in_ch, num_classes, 1)
         nn.init.normal_(self.predictor.weight, std=0.001)
@@ -38,8 +47,9 @@ class MaskIoUHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, num_classes):
-        return {"num_classes": num_classes,
-                "conv_dims": tuple(cfg.MODEL.SIPMASK.MASK_SCORING.CONV_DIMS)}
+        m = cfg.MODEL.SIPMASK.MASK_SCORING
+        return {"num_classes": num_classes, "conv_dims": tuple(m.CONV_DIMS),
+                "padding": m.PADDING}
 
     def forward(self, masks, classes):
         """
@@ -51,6 +61,12 @@ class MaskIoUHead(nn.Module):
         """
         if len(masks) == 0:
             return masks.new_zeros((0,))
+        if min(masks.shape[-2:]) < self.min_size:
+            raise ConfigError(
+                f"SipMask++ mask scoring got {tuple(masks.shape[-2:])} px masks; its unpadded "
+                f"convs need at least {self.min_size} px (inputs of {2 * self.min_size} px at "
+                "basis stride 2): use larger inputs or MODEL.SIPMASK.MASK_SCORING.PADDING 1"
+            )
         x = F.relu(self.predictor(self.convs(masks[:, None])))  # (P, K, h, w)
         x = x.flatten(2).max(dim=2).values  # (P, K)
         return x[torch.arange(len(x), device=x.device), classes]

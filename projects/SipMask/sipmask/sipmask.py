@@ -17,6 +17,7 @@ from cxr_d2.modeling.fcos import FCOS, fcos_config_kwargs
 from .head import SipMaskHead
 from .loss import gt_masks_at_basis, mask_alignment_weighted_loss, per_instance_mask_loss
 from .mask_scoring import MaskIoUHead, mask_iou_loss, mask_iou_targets
+from .postprocess import crop_split, decode_official, upsample_masks
 from .smp import spatial_mask_prediction
 
 __all__ = ["SipMask", "paste_masks"]
@@ -61,6 +62,24 @@ def paste_masks(mask_probs, boxes, basis_stride, image_size, output_size, thresh
     return out
 
 
+def _distance_to_box(anchors, deltas, normalize_by_size):
+    """
+    mmdetection's `distance2bbox` on Detectron2's FCOS anchors: (x - l, y - t, x + r, y + b)
+    around each anchor centre, the distances times the anchor size (the stride) when
+    `normalize_by_size`. Unlike `Box2BoxTransformLinear.apply_deltas` no ReLU: a negative
+    distance gives an inverted box (the official decoding).
+
+    Args:
+        anchors: (R, 4) XYXY; deltas: (R, 4) (l, t, r, b).
+    Returns:
+        (R, 4) XYXY.
+    """
+    ctr = (anchors[:, :2] + anchors[:, 2:]) / 2
+    if normalize_by_size:
+        deltas = deltas * (anchors[:, 2:] - anchors[:, :2]).repeat(1, 2)
+    return torch.cat([ctr - deltas[:, :2], ctr + deltas[:, 2:]], dim=1)
+
+
 @META_ARCH_REGISTRY.register()
 class SipMask(FCOS):
     """
@@ -74,7 +93,7 @@ class SipMask(FCOS):
     def __init__(self, *, grid, weighted_loss=True, mask_loss_weight=1.0, mask_thresh=0.4,
                  max_mask_positives=0, mask_loss_boxes="pred", mask_iou_head=None,
                  mask_iou_loss_weight=10.0, mask_iou_min_iou=0.1, mask_iou_min_gt_area=100.0,
-                 **kwargs):
+                 postprocess="official", mask_paste="official", **kwargs):
         """
         Args:
             grid: (rows, cols) sub-regions.
@@ -87,6 +106,11 @@ class SipMask(FCOS):
             mask_iou_head: a :class:`MaskIoUHead` (SipMask++ mask scoring) or None.
             mask_iou_loss_weight, mask_iou_min_iou, mask_iou_min_gt_area: see
                 :func:`mask_iou_loss`.
+            postprocess: "official" (mmdetection's box decoding, scores and NMS) or
+                "detectron2" (Detectron2's FCOS inference); see MODEL.SIPMASK.POSTPROCESS.
+            mask_paste: "official" (CropSplit on the basis grid, whole-map upsampling) or
+                "box" (exact sub-regions, image pixels inside the box sampled); see
+                MODEL.SIPMASK.MASK_PASTE.
             kwargs: arguments of :class:`cxr_d2.modeling.FCOS`; `head` a SipMaskHead.
         """
         super().__init__(**kwargs)
@@ -100,6 +124,12 @@ class SipMask(FCOS):
                 f"MODEL.SIPMASK.MASK_LOSS_BOXES is {mask_loss_boxes!r}; use 'pred' or 'gt'"
             )
         self.mask_loss_boxes = mask_loss_boxes
+        for key, value, allowed in (("POSTPROCESS", postprocess, ("official", "detectron2")),
+                                    ("MASK_PASTE", mask_paste, ("official", "box"))):
+            if value not in allowed:
+                raise ConfigError(f"MODEL.SIPMASK.{key} is {value!r}; use one of {allowed}")
+        self.postprocess = postprocess
+        self.mask_paste = mask_paste
         self.mask_iou_head = mask_iou_head
         self.mask_iou_loss_weight = mask_iou_loss_weight
         self.mask_iou_min_iou = mask_iou_min_iou
@@ -128,6 +158,8 @@ class SipMask(FCOS):
             mask_thresh=s.MASK_THRESH,
             max_mask_positives=s.MAX_MASK_POSITIVES,
             mask_loss_boxes=s.MASK_LOSS_BOXES,
+            postprocess=s.POSTPROCESS,
+            mask_paste=s.MASK_PASTE,
         )
         if s.MASK_SCORING.ENABLED:
             kwargs.update(
@@ -161,16 +193,36 @@ class SipMask(FCOS):
         for r, inp, image_size in zip(results, batched_inputs, images.image_sizes):
             height = inp.get("height", image_size[0])
             width = inp.get("width", image_size[1])
-            probs = r.mask_probs
-            r.remove("mask_probs")
-            r = detector_postprocess(r, height, width)  # keeps the boxes' order
-            r.pred_masks = paste_masks(
-                probs[r.keep_index] if len(r) else probs[:0], r.pred_boxes.tensor,
-                self._basis_stride, image_size, (height, width), self.mask_thresh,
-            )
-            r.remove("keep_index")
-            processed.append({"instances": r})
+            processed.append({"instances": self._to_output(r, image_size, height, width)})
         return processed
+
+    def _to_output(self, r, image_size, height, width):
+        """Instances at input resolution (with mask_probs, keep_index) -> at (height, width),
+        with pred_masks (R, height, width) bool."""
+        probs = r.mask_probs
+        r.remove("mask_probs")
+        if self.postprocess == "official":
+            # boxes scaled as mmdetection rescales them: no clipping, no box dropped
+            scale = r.pred_boxes.tensor.new_tensor(
+                [width / image_size[1], height / image_size[0]] * 2)
+            out = Instances((height, width), pred_boxes=Boxes(r.pred_boxes.tensor * scale),
+                            scores=r.scores, pred_classes=r.pred_classes)
+            keep = r.keep_index
+        else:
+            out = detector_postprocess(r, height, width)  # keeps the boxes' order
+            keep = out.keep_index
+            out.remove("keep_index")
+        probs = probs[keep] if len(out) else probs[:0]
+        if self.mask_paste == "official":
+            stride = self._basis_stride
+            out.pred_masks = upsample_masks(
+                probs, (stride * height / image_size[0], stride * width / image_size[1]),
+                (height, width), self.mask_thresh,
+            )
+        else:
+            out.pred_masks = paste_masks(probs, out.pred_boxes.tensor, self._basis_stride,
+                                         image_size, (height, width), self.mask_thresh)
+        return out
 
     def forward_inference(self, images, features, predictions):
         """
@@ -184,22 +236,51 @@ class SipMask(FCOS):
         self._basis_stride = images.tensor.shape[-1] // basis.shape[-1]
         results = []
         for i, image_size in enumerate(images.image_sizes):
-            scores = [torch.sqrt(x[i].sigmoid() * y[i].sigmoid()) for x, y in
-                      zip(pred_logits, pred_ctr)]
-            r = self._decode_with_coefficients(
-                anchors, scores, [x[i] for x in pred_deltas], [x[i] for x in pred_coeffs],
-                image_size,
-            )
+            if self.postprocess == "official":
+                r = self._decode_official(anchors, [x[i] for x in pred_logits],
+                                          [x[i] for x in pred_deltas], [x[i] for x in pred_ctr],
+                                          [x[i] for x in pred_coeffs], image_size)
+            else:
+                scores = [torch.sqrt(x[i].sigmoid() * y[i].sigmoid()) for x, y in
+                          zip(pred_logits, pred_ctr)]
+                r = self._decode_with_coefficients(
+                    anchors, scores, [x[i] for x in pred_deltas], [x[i] for x in pred_coeffs],
+                    image_size,
+                )
             c = r.coefficients.view(len(r), self.grid[0] * self.grid[1], self.num_basis)
-            r.mask_probs = spatial_mask_prediction(
-                basis[i], c, r.pred_boxes.tensor / self._basis_stride, self.grid
-            )
+            smp = crop_split if self.mask_paste == "official" else spatial_mask_prediction
+            r.mask_probs = smp(basis[i], c, r.pred_boxes.tensor / self._basis_stride, self.grid)
             r.remove("coefficients")
             if self.mask_iou_head is not None:
                 r.scores = r.scores * self.mask_iou_head(r.mask_probs, r.pred_classes)
             r.keep_index = torch.arange(len(r), device=basis.device)
             results.append(r)
         return results
+
+    def _decode_official(self, anchors, logits, deltas, ctrness, coeffs, image_size):
+        """
+        The official `get_bboxes_single` (:func:`decode_official`) on one image.
+
+        Args:
+            anchors: per level Boxes (Ri); logits (Ri, K), deltas (Ri, 4), ctrness (Ri, 1),
+                coeffs (Ri, rows*cols*m): per level, this image's.
+            image_size: (h, w) of the input; boxes are clamped to [0, w - 1] x [0, h - 1].
+        Returns:
+            Instances with pred_boxes, scores, pred_classes, coefficients.
+        """
+        h, w = image_size
+        boxes = []
+        for a, d in zip(anchors, deltas):
+            b = _distance_to_box(a.tensor, d, self.box2box_transform.normalize_by_size)
+            boxes.append(torch.stack([b[:, 0].clamp(0, w - 1), b[:, 1].clamp(0, h - 1),
+                                      b[:, 2].clamp(0, w - 1), b[:, 3].clamp(0, h - 1)], dim=1))
+        boxes, scores, classes, loc = decode_official(
+            [x.sigmoid() for x in logits], [x[:, 0].sigmoid() for x in ctrness], boxes,
+            self.test_score_thresh, self.test_topk_candidates, self.test_nms_thresh,
+            self.max_detections_per_image,
+        )
+        return Instances(image_size, pred_boxes=Boxes(boxes), scores=scores,
+                         pred_classes=classes, coefficients=cat(coeffs)[loc])
 
     def _decode_with_coefficients(self, anchors, scores, deltas, coeffs, image_size):
         """Detectron2's per-level decoding (threshold, top-k, boxes), keeping each kept

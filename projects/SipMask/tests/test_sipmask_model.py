@@ -146,7 +146,11 @@ def test_gradients_reach_every_learning_part():
         ["MODEL.SIPMASK.GRID", "(3, 3)"],
         ["MODEL.SIPMASK.GRID", "(4, 4)", "MODEL.SIPMASK.MAX_MASK_POSITIVES", "5"],
         ["MODEL.SIPMASK.MASK_LOSS_BOXES", "gt"],
-        ["MODEL.SIPMASK.MASK_SCORING.ENABLED", "True"],
+        ["MODEL.SIPMASK.MASK_SCORING.ENABLED", "True", "MODEL.SIPMASK.MASK_SCORING.PADDING", "1"],
+        # the switches of the behaviour before issue 18 (the defaults are the official code's)
+        ["MODEL.SIPMASK.POSTPROCESS", "detectron2", "MODEL.SIPMASK.MASK_PASTE", "box",
+         "MODEL.SIPMASK.REG_RELU", "True", "MODEL.SIPMASK.BASIS_ORDER", "3x3-1x1",
+         "MODEL.SIPMASK.FEATURE_ALIGN_GROUPS", "1", "MODEL.SIPMASK.FEATURE_ALIGN_NORM", "''"],
     ],
 )
 def test_every_switch_trains_and_predicts(opts):
@@ -163,19 +167,26 @@ def test_every_switch_trains_and_predicts(opts):
     r = out["instances"]
     assert 0 < len(r) <= 100
     assert r.pred_masks.shape == (len(r), 256, 200) and r.pred_masks.dtype == torch.bool
-    # masks lie inside their boxes
+    # masks lie inside their boxes; the official pasting upsamples the whole basis-resolution
+    # mask bilinearly, which spreads it by up to one basis pixel (2 output pixels here: the
+    # output is at most 2x the 128 px input, basis stride 2, so 4 px)
+    margin = 0.0 if model.mask_paste == "box" else 2.0 * model._basis_stride
     for box, mask in zip(r.pred_boxes.tensor, r.pred_masks):
         ys, xs = torch.nonzero(mask, as_tuple=True)
         if len(xs):
-            assert xs.min() + 0.5 >= box[0] and xs.max() + 0.5 < box[2]
-            assert ys.min() + 0.5 >= box[1] and ys.max() + 0.5 < box[3]
+            assert xs.min() + 0.5 >= box[0] - margin and xs.max() + 0.5 < box[2] + margin
+            assert ys.min() + 0.5 >= box[1] - margin and ys.max() + 0.5 < box[3] + margin
 
 
 def test_feature_align_starts_as_plain_conv():
     model = _model()
     fa = model.head.feature_align
     x, reg = torch.randn(1, 64, 8, 8), torch.rand(1, 4, 8, 8) * 5
-    plain = torch.relu(torch.nn.functional.conv2d(x, fa.weight, fa.bias, padding=1))
+    # official: a bias-free conv, GroupNorm(32), ReLU; offsets from a zero-initialised,
+    # bias-free 1x1 conv with 4 offset groups
+    assert fa.bias is None and isinstance(fa.norm, torch.nn.GroupNorm) and fa.norm.num_groups == 32
+    assert fa.offset.bias is None and fa.offset.out_channels == 4 * 2 * 9
+    plain = torch.relu(fa.norm(torch.nn.functional.conv2d(x, fa.weight, padding=1)))
     torch.testing.assert_close(fa(x, reg), plain, atol=1e-5, rtol=1e-4)
 
 

@@ -1,19 +1,24 @@
 """SipMask++: mask-IoU targets and loss by hand, the mask-scoring head, the DCN backbone."""
 import os
 
+import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+from torch.nn import functional as F
 from sipmask import add_sipmask_config
 from sipmask.mask_scoring import MaskIoUHead, mask_iou_loss, mask_iou_targets
 from test_sipmask_model import _inputs, _model
 
 from cxr_d2.config import add_cxr_config
+from cxr_d2.errors import ConfigError
 from cxr_d2.modeling.backbone.deform_resnet import DeformBottleneckBlock
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
-SCORING = ["MODEL.SIPMASK.MASK_SCORING.ENABLED", "True"]
+# the 128 px test inputs give 64 px masks: too small for the official unpadded convs
+SCORING = ["MODEL.SIPMASK.MASK_SCORING.ENABLED", "True",
+           "MODEL.SIPMASK.MASK_SCORING.PADDING", "1"]
 
 
 def test_mask_iou_targets_by_hand():
@@ -97,6 +102,7 @@ def test_sipmask_plus_plus_config_builds_a_dcn_model():
         "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.NUM_CLS_CONVS", "1",
         "MODEL.FCOS.NUM_BOX_CONVS", "1", "MODEL.SIPMASK.NUM_BASIS", "4",
         "MODEL.SIPMASK.BASIS_CONV_DIM", "16", "MODEL.RESNETS.NORM", "FrozenBN",
+        "MODEL.SIPMASK.MASK_SCORING.PADDING", "1",
     ])  # fmt: skip
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -109,3 +115,36 @@ def test_sipmask_plus_plus_config_builds_a_dcn_model():
         sum(losses.values()).backward()
     assert "loss_mask_iou" in losses and all(torch.isfinite(v) for v in losses.values())
     assert res.res3[0].conv2_offset.weight.grad.abs().sum() > 0
+
+    # P6 and P7 from P5, as the official neck (extra_convs_on_inputs False,
+    # relu_before_extra_convs): by hand from the FPN's own P5
+    model.eval()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        features = model.backbone(x)
+        top = model.backbone.top_block
+        p6 = top.p6(features["p5"])
+        torch.testing.assert_close(features["p6"], p6)
+        torch.testing.assert_close(features["p7"], top.p7(torch.relu(p6)))
+    assert top.p6.in_channels == cfg.MODEL.FPN.OUT_CHANNELS  # not res5's 2048 / 8
+
+
+def test_mask_scoring_convs_are_unpadded_as_the_official_head():
+    """Official: six 3x3 stride-2 convs with padding 0 (ConvModule, bias, ReLU), then a 1x1
+    conv, ReLU, global max: by hand with F.conv2d; the smallest map they take is 127 px."""
+    torch.manual_seed(0)
+    head = MaskIoUHead(num_classes=3)
+    assert head.min_size == 127
+    masks, classes = torch.rand(2, 130, 127), torch.tensor([2, 0])
+    x = masks[:, None]
+    convs = [m for m in head.convs if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 6 and all(c.padding == (0, 0) for c in convs)
+    for conv in convs:
+        x = torch.relu(F.conv2d(x, conv.weight, conv.bias, stride=2, padding=0))
+    assert x.shape[-2:] == (1, 1)
+    x = torch.relu(head.predictor(x)).amax(dim=(2, 3))
+    torch.testing.assert_close(head(masks, classes), x[torch.arange(2), classes])
+    with pytest.raises(ConfigError, match="MASK_SCORING.PADDING"):
+        head(torch.rand(1, 126, 200), torch.tensor([0]))
+    padded = MaskIoUHead(num_classes=3, padding=1)
+    assert padded.min_size == 1 and padded(torch.rand(1, 20, 20), torch.tensor([1])).shape == (1,)
