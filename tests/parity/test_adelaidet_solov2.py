@@ -155,7 +155,7 @@ def test_final_instances_and_masks(reference, which):
 
 
 def test_coco_start_config_has_the_published_architecture():
-    """configs/Phantom/solov2_R_50_FPN_AdelaiDet_COCO.yaml builds the model of AdelaiDet's
+    """configs/Pretrained/solov2_R_50_FPN_AdelaiDet_COCO.yaml builds the model of AdelaiDet's
     published R50_3x (the fixture's config with its README's overrides undone): same state-dict
     keys and shapes, so the converted SOLOv2_R50_3x.pth loads strictly (cate_pred aside, 80
     classes there)."""
@@ -170,7 +170,7 @@ def test_coco_start_config_has_the_published_architecture():
     )  # fmt: skip
     ours = get_cfg()
     add_cxr_config(ours)
-    ours.merge_from_file(os.path.join(REPO_ROOT, "configs", "Phantom", COCO_START))
+    ours.merge_from_file(os.path.join(REPO_ROOT, "configs", "Pretrained", COCO_START))
     ours.merge_from_list(["MODEL.SOLOV2.NUM_CLASSES", "4", "MODEL.DEVICE", "meta"])
     with torch.device("meta"):
         shapes = [
