@@ -8,8 +8,8 @@
    release, but without `layers/csrc`) is downloaded with pip, checked against its SHA-256,
    patched with the fixes in `PATCHES` (each must match exactly as often as stated, or the
    script stops), and installed as pure Python (no `detectron2._C`).
-3. A fresh interpreter must then import `detectron2.engine`, `detectron2.data.transforms` and
-   `detectron2.evaluation`, each one first; the script exits non-zero if not.
+3. A fresh interpreter must then import each of `PROBE_MODULES` (engine, data transforms,
+   evaluation, export, utils.analysis), each one first; the script exits non-zero if not.
 
 Usage: python tools/install_detectron2.py [--force] [--wheel-dir DIR]
 """
@@ -26,7 +26,13 @@ import tempfile
 SDIST = "pb1-detectron2==0.6"
 SDIST_FILE = "pb1-detectron2-0.6.tar.gz"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
-PROBE_MODULES = ("detectron2.engine", "detectron2.data.transforms", "detectron2.evaluation")
+PROBE_MODULES = (
+    "detectron2.engine",
+    "detectron2.data.transforms",
+    "detectron2.evaluation",
+    "detectron2.export",
+    "detectron2.utils.analysis",
+)
 
 _NO_C_IMPORT = '''try:
     from detectron2 import _C
@@ -90,6 +96,17 @@ PATCHES = [
         "detectron2/data/common.py",
         r"self\._rng\.sample\(self\._fallback_candidates, k=1\)",
         "self._rng.sample(sorted(self._fallback_candidates), k=1)",
+        1,
+    ),
+    # 8. detectron2.export imported caffe2 (gone from torch >= 1.10's wheels) unconditionally, so
+    #    neither detectron2.export (TracingAdapter, scripting) nor detectron2.utils.analysis
+    #    imported: the caffe2 API is imported only where caffe2 is installed.
+    (
+        "detectron2/export/__init__.py",
+        r"from \.api import \*\n",
+        "try:\n    from caffe2.proto import caffe2_pb2 as _tmp  # noqa: F401\n"
+        "except ImportError:  # cxr-d2: caffe2 is optional, as on detectron2 main\n"
+        "    pass\nelse:\n    from .api import *\n",
         1,
     ),
 ]
