@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 import pycocotools.mask as mask_util
+from detectron2.structures.masks import polygon_area
 from PIL import Image
 
 from ..errors import DatasetError
@@ -217,13 +218,6 @@ def clip_polygon(points, width, height):
     return points
 
 
-def _area(points):
-    """Shoelace area of (N, 2) vertices."""
-    return 0.5 * abs(
-        sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(points, points[1:] + points[:1]))
-    )
-
-
 def _check_polygon(poly, height, width):
     """
     (polygon [x0, y0, ...] inside the image, [] when it has no area there, or None when it is
@@ -243,7 +237,7 @@ def _check_polygon(poly, height, width):
     points = [xy[k : k + 2] for k in range(0, len(xy), 2)]
     if width is not None and height is not None:
         points = clip_polygon(points, float(width), float(height))
-    if len(points) < 3 or _area(points) == 0:
+    if len(points) < 3 or polygon_area(*np.asarray(points).T) == 0:
         return [], f"polygon has no area inside the {width}x{height} image; dropped"
     clipped = [v for p in points for v in p]
     if clipped != xy:
