@@ -261,12 +261,8 @@ def parse_vindr_cxr(root, classes, log, box_mode="all"):
                 fused = weighted_box_fusion(
                     [a["bbox"] for a in anns], [a["category_id"] for a in anns]
                 )
-                anns = [
-                    dict(anns[0], bbox=b, category_id=c, num_readers=n, rad_id=None)
-                    for b, c, n in fused
-                ]
-                for a in anns:
-                    a.pop("rad_id")
+                base = {k: v for k, v in anns[0].items() if k != "rad_id"}
+                anns = [dict(base, bbox=b, category_id=c, num_readers=n) for b, c, n in fused]
             records.append(
                 {
                     "file_name": image["file_name"],
