@@ -13,6 +13,7 @@ from cxr_d2.errors import ConfigError
 from cxr_d2.modeling import BlendMask
 
 from tests.helpers import SHARED
+from tests.parity.common import max_diff
 from tests.parity.test_adelaidet_fcos import (
     HEAD_E2E_TOL,
     HEAD_TOL,
@@ -21,7 +22,6 @@ from tests.parity.test_adelaidet_fcos import (
     fixture_dir,
     load_reference,
     match_detections,
-    max_diff,
     read_input,
     reference_cfg,
     run_image,
@@ -35,7 +35,7 @@ MASK_PROBS_TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def reference():
-    return load_reference(fixture_dir(FIXTURE))
+    yield from load_reference(FIXTURE)
 
 
 def test_config_dump_merges_builds_and_refuses_what_is_not_implemented():

@@ -12,10 +12,10 @@ from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
 
 from cxr_d2.config import add_cxr_config
-from cxr_d2.convert import convert_checkpoint
 from cxr_d2.errors import ConfigError
 
 from tests.helpers import SHARED
+from tests.parity.common import max_diff, reference_model
 
 FIXTURE = os.path.join(SHARED, "parity", "adelaidet_fcos")
 # Detections: the README's tolerances. Raw outputs: the README suggests 1e-4 on features and
@@ -43,22 +43,12 @@ def reference_cfg(path, *opts):
 
 
 def load_reference(path):
-    """(model in eval mode with the converted weights loaded strictly, the reference's
-    outputs, INPUT.FORMAT)."""
-    torch.set_num_threads(2)  # as the reference ran: bit-identical features
-    cfg = reference_cfg(path)
-    model = build_model(cfg).eval()
-    state = torch.load(os.path.join(path, "weights.pth"), weights_only=True)
-    conversion = convert_checkpoint("adelaidet", state)
-    assert conversion.unmapped == [] and conversion.dropped == []
-    assert len(conversion.mapped) == len(state["model"])
-    model.load_state_dict(conversion.model, strict=True)
-    outputs = torch.load(os.path.join(path, "outputs.pt"), weights_only=True)
-    return model, outputs, cfg.INPUT.FORMAT
-
-
-def max_diff(ours, theirs):
-    return max((a - b).abs().max().item() for a, b in zip(ours, theirs))
+    """Body of a module fixture: yields (model in eval mode with the converted weights loaded
+    strictly, the reference's outputs, INPUT.FORMAT) on 2 threads, as the reference ran."""
+    with reference_model(path, lambda: reference_cfg(path), "adelaidet") as ref:
+        assert ref.conversion.dropped == []
+        assert len(ref.conversion.mapped) == len(ref.state["model"])
+        yield ref.model, ref.outputs, ref.cfg.INPUT.FORMAT
 
 
 def match_detections(boxes, scores, classes, ref):
@@ -96,7 +86,7 @@ def run_image(model, path, fmt):
 
 @pytest.fixture(scope="module")
 def reference():
-    return load_reference(fixture_dir(FIXTURE))
+    yield from load_reference(FIXTURE)
 
 
 def test_config_dump_merges_builds_and_refuses_what_is_not_implemented():

@@ -11,12 +11,12 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from cxr_d2.config import add_cxr_config
-from cxr_d2.convert import convert_checkpoint
 from cxr_d2.data.dicom import read_image
 from cxr_d2.errors import ConfigError
 from cxr_d2.modeling.solov2 import resample_to_strides
 
 from tests.helpers import REPO_ROOT, SHARED
+from tests.parity.common import max_diff, reference_model
 
 FIXTURE = os.path.join(SHARED, "parity", "adelaidet_solov2")
 # FEATURES_TOL: the README's reference jitter is 5.3e-5 (1 vs 2 threads, values up to 101);
@@ -34,18 +34,10 @@ COCO_START = "solov2_R_50_FPN_AdelaiDet_COCO.yaml"
 @pytest.fixture(scope="module")
 def reference():
     """(model in eval mode, converted weights loaded strictly; the reference's outputs)."""
-    if not os.path.isfile(os.path.join(FIXTURE, "outputs.pt")):
-        pytest.skip(f"{FIXTURE} is absent")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))  # the reference ran on 2 threads
-    model = build_model(reference_cfg()).eval()
-    state = torch.load(os.path.join(FIXTURE, "weights.pth"), weights_only=True)
-    conversion = convert_checkpoint("adelaidet", state)
-    assert conversion.unmapped == [] and conversion.dropped == []
-    assert len(conversion.mapped) == len(state["model"]) == 168
-    model.load_state_dict(conversion.model, strict=True)
-    yield model, torch.load(os.path.join(FIXTURE, "outputs.pt"), weights_only=True)
-    torch.set_num_threads(threads)
+    with reference_model(FIXTURE, reference_cfg, "adelaidet") as ref:
+        assert ref.conversion.dropped == []
+        assert len(ref.conversion.mapped) == len(ref.state["model"]) == 168
+        yield ref.model, ref.outputs
 
 
 def reference_cfg(*opts):
@@ -55,10 +47,6 @@ def reference_cfg(*opts):
     cfg.merge_from_file(os.path.join(FIXTURE, "config.yaml"))
     cfg.merge_from_list(["MODEL.WEIGHTS", "", *opts])
     return cfg
-
-
-def max_diff(ours, theirs):
-    return max((a - b).abs().max().item() for a, b in zip(ours, theirs))
 
 
 def heads(model, features, padded):

@@ -10,13 +10,12 @@ import sys
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.modeling import build_model
 
 from cxr_d2.config import add_cxr_config
-from cxr_d2.convert import convert_checkpoint
 from cxr_d2.data.dicom import read_image
 
 from tests.helpers import REPO_ROOT, SHARED
+from tests.parity.common import max_diff, reference_model
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "projects", "SipMask"))
 from sipmask import add_sipmask_config  # noqa: E402
@@ -54,23 +53,12 @@ def reference_cfg(*opts):
 @pytest.fixture(scope="module")
 def reference():
     """(model in eval mode, converted weights loaded strictly; the reference's outputs)."""
-    if not os.path.isfile(os.path.join(FIXTURE, "outputs.pt")):
-        pytest.skip(f"{FIXTURE} is absent")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))  # the reference ran on 2 threads
-    model = build_model(reference_cfg()).eval()
-    state = torch.load(os.path.join(FIXTURE, "weights.pth"), weights_only=True)
-    conversion = convert_checkpoint("sipmask", state)
-    floats = [k for k in state["state_dict"] if not k.endswith("num_batches_tracked")]
-    assert conversion.unmapped == [] and len(conversion.mapped) == len(floats) == 158
-    assert len(conversion.dropped) == len(state["state_dict"]) - 158  # BN step counters
-    model.load_state_dict(conversion.model, strict=True)
-    yield model, torch.load(os.path.join(FIXTURE, "outputs.pt"), weights_only=True)
-    torch.set_num_threads(threads)
-
-
-def max_diff(ours, theirs):
-    return max((a - b).abs().max().item() for a, b in zip(ours, theirs))
+    with reference_model(FIXTURE, reference_cfg, "sipmask") as ref:
+        state, conversion = ref.state["state_dict"], ref.conversion
+        floats = [k for k in state if not k.endswith("num_batches_tracked")]
+        assert len(conversion.mapped) == len(floats) == 158
+        assert len(conversion.dropped) == len(state) - 158  # BN step counters
+        yield ref.model, ref.outputs
 
 
 def head_outputs(model, features):
