@@ -137,6 +137,8 @@ def load_pkl_weights(filename):
     if "model" in data and "__author__" in data:
         return data
     data = data.get("blobs", data)  # detection models have "blobs", ImageNet models do not
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise CXRError(f"MODEL.WEIGHTS {filename}: holds no dict of named weights; {_WHAT_TO_GIVE}")
     data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
     return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
 

@@ -142,7 +142,8 @@ def _read_yaml(path):
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text file; give a YAML config file") from None
     except yaml.constructor.ConstructorError as e:
-        raise ConfigError(_python_tag_error(path, e)) from None
+        tag = (e.problem or "").startswith("could not determine a constructor")
+        raise ConfigError(_python_tag_error(path, e) if tag else _yaml_error(path, e)) from None
     except yaml.YAMLError as e:
         raise ConfigError(_yaml_error(path, e)) from None
     if not isinstance(data, dict):

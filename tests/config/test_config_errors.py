@@ -42,6 +42,7 @@ FILE_CASES = {
     "a_list": ({"bad.yaml": "- SOLVER\n- MODEL\n"}, "{d}/bad.yaml holds a list, not a mapping"),
     "binary": ({"bad.yaml": b"\x89PNG\r\n\x1a\n\xff\xfe\x00"}, "{d}/bad.yaml is not a text file"),
     "a_folder": ({"bad.yaml/x": ""}, "--config-file {d}/bad.yaml does not exist"),
+    "unhashable_key": ({"bad.yaml": "? [1, 2]\n: 3\n"}, "{d}/bad.yaml line 1: not valid YAML (found unhashable key)"),
 }
 
 

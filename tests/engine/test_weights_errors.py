@@ -44,6 +44,8 @@ BAD_FILES = {
     "pkl_cut": ("w.pkl", pickle.dumps({"w": list(range(100))}, protocol=2)[:20], None, "ends before its pickle does"),
     "pkl_list": ("w.pkl", pickle.dumps([1, 2], protocol=2), None, "a .pkl of weights holds a dict, not list"),
     "pkl_of_strings": ("w.pkl", pickle.dumps({"conv.weight": "abc"}, protocol=2), None, "weight 'conv.weight' is a str, not an array"),
+    "pkl_blobs_list": ("w.pkl", pickle.dumps({"blobs": [1, 2]}, protocol=2), None, "holds no dict of named weights"),
+    "pkl_int_names": ("w.pkl", pickle.dumps({1: [1.0]}, protocol=2), None, "holds no dict of named weights"),
     "pth_list": ("w.pth", _torch_bytes([1, 2]), None, "holds a list, not a dict of weights"),
     "pth_of_ints": ("w.pth", _torch_bytes({"model": {"conv.weight": 3}}), None, "weight 'conv.weight' is a int"),
 }
