@@ -68,7 +68,11 @@ def run(source, src_path, out_path, *, allow_unmapped=False, prefix=None, out=No
     if source not in SOURCES:
         raise CXRError(f"--from {source}: use one of {', '.join(SOURCES)}")
     options = {} if prefix is None else {"prefix": prefix}
-    conversion = convert_checkpoint(source, read_checkpoint(source, src_path), **options)
+    checkpoint = read_checkpoint(source, src_path)
+    try:
+        conversion = convert_checkpoint(source, checkpoint, **options)
+    except CXRError as e:
+        raise CXRError(f"{src_path}: {e}") from None
     _summary(conversion, out)
     if conversion.unmapped and not allow_unmapped:
         shown = ", ".join(conversion.unmapped[:5])

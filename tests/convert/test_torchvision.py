@@ -166,3 +166,12 @@ def test_cli_bad_input_is_one_line(content, tmp_path):
         main(["--from", "torchvision", str(src), str(tmp_path / "out.pth")])
     message = str(e.value)
     assert message.startswith(f"error: {src}") and "\n" not in message
+
+
+def test_cli_wrong_checkpoint_is_one_line_naming_the_file(tmp_path):
+    src = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(3), src)
+    with pytest.raises(SystemExit) as e:
+        main(["--from", "torchvision", str(src), str(tmp_path / "out.pth")])
+    message = str(e.value)
+    assert message.startswith(f"error: {src}: not a torchvision checkpoint") and "\n" not in message
