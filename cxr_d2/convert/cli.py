@@ -47,6 +47,19 @@ def read_checkpoint(source, path):
         raise CXRError(f"{path}: damaged checkpoint ({first})") from None
 
 
+def _require_named_tensors(path, checkpoint):
+    """CXRError naming `path` when a dict checkpoint's state dict (itself, or its "model" or
+    "state_dict" entry) is not a dict with string keys."""
+    if not isinstance(checkpoint, dict):
+        return  # each converter names what it expects instead
+    state = checkpoint.get("model", checkpoint.get("state_dict", checkpoint))
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise CXRError(
+            f"{path}: not a checkpoint of named weights (a dict of name -> tensor, alone or "
+            "under 'model' or 'state_dict'); check the file and --from"
+        )
+
+
 def _summary(conversion, out):
     print(f"mapped {len(conversion.mapped)} keys", file=out)
     for src, dst in conversion.mapped:
@@ -69,6 +82,8 @@ def run(source, src_path, out_path, *, allow_unmapped=False, prefix=None, out=No
         raise CXRError(f"--from {source}: use one of {', '.join(SOURCES)}")
     options = {} if prefix is None else {"prefix": prefix}
     checkpoint = read_checkpoint(source, src_path)
+    if source != "darknet":
+        _require_named_tensors(src_path, checkpoint)
     try:
         conversion = convert_checkpoint(source, checkpoint, **options)
     except CXRError as e:

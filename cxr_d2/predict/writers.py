@@ -13,13 +13,12 @@ What `tools/predict.py` writes under `--output`, each file atomically:
 """
 import csv
 import io
-import json
 import os
 
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from PIL import Image
 
-from ..engine.checkpoint import write_atomic
+from ..evaluation.output import write_json, write_output, write_text
 
 __all__ = ["CSV_COLUMNS", "PredictionWriter", "overlay_names"]
 
@@ -49,10 +48,6 @@ def overlay_names(paths):
         used.add(name)
         names.append(name)
     return names
-
-
-def _write_json(path, obj):
-    write_atomic(path, lambda f: f.write(json.dumps(obj).encode("utf-8")))
 
 
 class PredictionWriter:
@@ -123,17 +118,17 @@ class PredictionWriter:
 
     @staticmethod
     def _save_png(path, rgb):
-        write_atomic(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
+        write_output(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
 
     def close(self):
         """Write predictions.json, predictions.csv and images.json; returns their paths."""
         paths = [os.path.join(self.output_dir, name)
                  for name in ("predictions.json", "predictions.csv", "images.json")]
-        _write_json(paths[0], self.results)
+        write_json(paths[0], self.results)
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        write_atomic(paths[1], lambda f: f.write(text.getvalue().encode("utf-8")))
-        _write_json(paths[2], {"images": self.images, "skipped": self.skipped})
+        write_text(paths[1], text.getvalue())
+        write_json(paths[2], {"images": self.images, "skipped": self.skipped})
         return paths

@@ -175,3 +175,18 @@ def test_cli_wrong_checkpoint_is_one_line_naming_the_file(tmp_path):
         main(["--from", "torchvision", str(src), str(tmp_path / "out.pth")])
     message = str(e.value)
     assert message.startswith(f"error: {src}: not a torchvision checkpoint") and "\n" not in message
+
+
+@pytest.mark.parametrize("source", ["detectron2", "torchvision", "adelaidet", "sipmask", "torchxrayvision"])
+@pytest.mark.parametrize(
+    "checkpoint",
+    [{1: torch.zeros(1)}, {"model": {2: torch.zeros(1)}}, {"state_dict": [torch.zeros(1)]}],
+    ids=["int_keys", "int_keys_under_model", "state_dict_a_list"],
+)
+def test_cli_checkpoint_without_named_weights_is_one_line(source, checkpoint, tmp_path):
+    src = tmp_path / "odd.pth"
+    torch.save(checkpoint, src)
+    with pytest.raises(SystemExit) as e:
+        main(["--from", source, str(src), str(tmp_path / "out.pth")])
+    message = str(e.value)
+    assert message.startswith(f"error: {src}: not a checkpoint of named weights") and "\n" not in message
