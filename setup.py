@@ -27,8 +27,26 @@ setup(
         "iopath>=0.1.7",
         "tqdm",
         "tabulate",
+        # weighted boxes fusion for `--ensemble`
+        "ensemble-boxes>=1.0.9",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    extras_require={
+        # tools/export_model.py --format onnx, and running the exported file
+        "export": ["onnx>=1.16", "onnxscript>=0.5", "onnxruntime>=1.18"],
+        # tools/sweep.py on SLURM or submitit's local executor
+        "sweep": ["submitit>=1.5"],
+        # the error-analysis page's browser test (with Debian's chromium and chromium-driver)
+        "browser": ["selenium>=4.20"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout",
+            "onnx>=1.16",
+            "onnxscript>=0.5",
+            "onnxruntime>=1.18",
+            "submitit>=1.5",
+            "selenium>=4.20",
+        ],
+    },
     # Projects whose add_x_config the tools apply (cxr_d2/engine/projects.py).
     entry_points={"cxr_d2.projects": ["sipmask = sipmask:add_sipmask_config"]},
 )
