@@ -6,6 +6,7 @@ from .fcos import add_fcos_config
 from .num_classes import NUM_CLASSES_KEYS, parent_node
 from .solov2 import add_solov2_config
 from .ssd_yolo import add_ssd_config, add_yolov3_config
+from .tta import add_tta_config
 
 __all__ = ["add_cxr_config"]
 
@@ -88,3 +89,4 @@ def add_cxr_config(cfg):
     add_solov2_config(cfg)  # MODEL.SOLOV2 (AdelaiDet's keys)
     add_blendmask_config(cfg)  # MODEL.BASIS_MODULE, MODEL.BLENDMASK (AdelaiDet's keys)
     add_adelaidet_config(cfg)  # AdelaiDet's other keys, so its full configs merge
+    add_tta_config(cfg)  # TEST.AUG.NMS_THRESH, TEST.ENSEMBLE (test-time augmentation, ensembles)
