@@ -4,6 +4,7 @@ from .adelaidet import add_adelaidet_config
 from .blendmask import add_blendmask_config
 from .fcos import add_fcos_config
 from .num_classes import NUM_CLASSES_KEYS, parent_node
+from .schedule import add_schedule_config
 from .solov2 import add_solov2_config
 from .ssd_yolo import add_ssd_config, add_yolov3_config
 from .tta import add_tta_config
@@ -89,4 +90,5 @@ def add_cxr_config(cfg):
     add_solov2_config(cfg)  # MODEL.SOLOV2 (AdelaiDet's keys)
     add_blendmask_config(cfg)  # MODEL.BASIS_MODULE, MODEL.BLENDMASK (AdelaiDet's keys)
     add_adelaidet_config(cfg)  # AdelaiDet's other keys, so its full configs merge
+    add_schedule_config(cfg)  # CXR.SOLVER: schedules in epochs of the training split
     add_tta_config(cfg)  # TEST.AUG.NMS_THRESH, TEST.ENSEMBLE (test-time augmentation, ensembles)

@@ -15,6 +15,7 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_cxr_config, resolve_num_classes
+from ..config.schedule import resolve_epochs
 from ..data.policy import apply_data_policy
 from ..errors import ConfigError
 from .checkpoint import weights_file_problem
@@ -56,11 +57,13 @@ def setup_cfg(args, extra_config_fns=()):
 def check_config(cfg, resume=False, world_size=1):
     """
     Check values, datasets, weights, output folder and device; fill NUM_CLASSES, drop
-    SOLVER.STEPS that never fire. `cfg` mutable; `world_size`: the processes of the run.
+    SOLVER.STEPS that never fire; turn a schedule in epochs (CXR.SOLVER) into iterations.
+    `cfg` mutable; `world_size`: the processes of the run.
     """
     check_values(cfg, world_size)
-    drop_late_steps(cfg)
     _check_datasets(cfg)
+    resolve_epochs(cfg)
+    drop_late_steps(cfg)
     resolve_num_classes(cfg)
     _check_weights(cfg, resume)
     _check_output_dir(cfg.OUTPUT_DIR, cfg.CXR.MIN_FREE_DISK_MB)
