@@ -22,6 +22,7 @@ from . import (
     vindr_cxr,
 )
 from .common import register_source
+from .youtube_vis import register_builtin_youtube_vis
 
 __all__ = ["SOURCES", "register_all", "register_all_cxr"]
 
@@ -59,7 +60,9 @@ def register_all_cxr(root, prefix="", sources=None, replace=False):
 
 
 def register_all():
-    """Register the built-in datasets under $CXR_DATASETS (done on `import cxr_d2`)."""
+    """Register the built-in datasets under $CXR_DATASETS (done on `import cxr_d2`), the
+    YouTube-VIS sequence sets included."""
+    register_builtin_youtube_vis(DATASETS_ROOT)
     return register_all_cxr(DATASETS_ROOT)
 
 
