@@ -25,7 +25,10 @@ path, and what they hold is skipped and counted.
 
 `register_youtube_vis(name, json_file, image_root)` registers a set as Detectron2's
 `register_coco_instances` does; `youtube_vis_{2019,2021}_{train,val}` are registered under
-$CXR_DATASETS/youtube_vis_<year>/ ({train,valid}.json, {train,valid}/JPEGImages/).
+$CXR_DATASETS/youtube_vis_<year>/ ({train,valid}.json, {train,valid}/JPEGImages/), and the
+phantom sequences `cxr_phantom_seq_{train,val}` and `cxr_phantom_seq_tiny_{train,val}`
+(:mod:`cxr_d2.data.phantom.sequences`) are drawn into $CXR_DATASETS/cxr_phantom_seq[_tiny]/
+on first use.
 """
 
 import os
@@ -37,9 +40,17 @@ from ...errors import DatasetError
 from ..checks import ProblemLog
 from ..masks import check_segmentation, mask_to_box, segmentation_to_mask
 from ..paths import DATASETS_ROOT, resolve_in_root
+from ..phantom import PHANTOM_CLASSES
+from ..phantom.sequences import generate_phantom_sequences
 from .coco_json import MISSING, ShapeError, expect, expect_size, read_json
 
-__all__ = ["load_youtube_vis_json", "register_youtube_vis", "register_builtin_youtube_vis"]
+__all__ = [
+    "PHANTOM_SEQUENCES",
+    "load_youtube_vis_json",
+    "register_youtube_vis",
+    "register_phantom_sequences",
+    "register_builtin_youtube_vis",
+]
 
 # name -> (json file, image root), relative to $CXR_DATASETS
 BUILTIN = {
@@ -49,6 +60,19 @@ BUILTIN = {
     )
     for year in (2019, 2021)
     for split, part in (("train", "train"), ("val", "valid"))
+}
+
+# name -> generate_phantom_sequences' arguments (the folder is relative to $CXR_DATASETS);
+# train and val are different patients (seeds).
+PHANTOM_SEQUENCES = {
+    "cxr_phantom_seq_train": dict(folder="cxr_phantom_seq/train", num_sequences=24, length=6,
+                                  size=256, seed=0),
+    "cxr_phantom_seq_val": dict(folder="cxr_phantom_seq/val", num_sequences=8, length=6,
+                                size=256, seed=1),
+    "cxr_phantom_seq_tiny_train": dict(folder="cxr_phantom_seq_tiny/train", num_sequences=6,
+                                       length=4, size=128, seed=0),
+    "cxr_phantom_seq_tiny_val": dict(folder="cxr_phantom_seq_tiny/val", num_sequences=3,
+                                     length=4, size=128, seed=1),
 }
 
 
@@ -200,8 +224,36 @@ def register_youtube_vis(name, json_file, image_root, metadata=None):
     )
 
 
+def _load_phantom_sequences(name, folder, **options):
+    json_file, image_root = generate_phantom_sequences(folder, **options)
+    return load_youtube_vis_json(json_file, image_root, name)
+
+
+def register_phantom_sequences(root=DATASETS_ROOT, prefix="", replace=False):
+    """Register the phantom sequence sets under `root` (drawn when first used)."""
+    for name, spec in PHANTOM_SEQUENCES.items():
+        options = {k: v for k, v in spec.items() if k != "folder"}
+        folder = os.path.join(root, spec["folder"])
+        name = prefix + name
+        if replace and name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        DatasetCatalog.register(
+            name, lambda n=name, f=folder, o=options: _load_phantom_sequences(n, f, **o)
+        )
+        MetadataCatalog.get(name).set(
+            json_file=os.path.join(folder, "sequences.json"),
+            image_root=os.path.join(folder, "frames"),
+            evaluator_type="youtube_vis",
+            thing_classes=list(PHANTOM_CLASSES),
+            thing_dataset_id_to_contiguous_id={k + 1: k for k in range(len(PHANTOM_CLASSES))},
+        )
+
+
 def register_builtin_youtube_vis(root=DATASETS_ROOT):
-    """Register `youtube_vis_{2019,2021}_{train,val}` under `root` (reads no file)."""
+    """Register `youtube_vis_{2019,2021}_{train,val}` and the phantom sequences under `root`
+    (reads no file)."""
     for name, (json_file, image_root) in BUILTIN.items():
         if name not in DatasetCatalog.list():
             register_youtube_vis(name, os.path.join(root, json_file), os.path.join(root, image_root))
+    register_phantom_sequences(root)
