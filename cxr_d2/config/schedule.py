@@ -9,6 +9,7 @@ images / SOLVER.IMS_PER_BATCH (the batch over all GPUs), so the same config mean
 number of passes on NIH (~700 training films) and on TBX11K (~6700).
 """
 import logging
+import math
 
 from detectron2.config import CfgNode as CN
 from detectron2.data import DatasetCatalog
@@ -23,21 +24,21 @@ logger = logging.getLogger(__name__)
 def add_schedule_config(cfg):
     """Add CXR.SOLVER: the schedule in epochs (off by default: SOLVER.MAX_ITER rules)."""
     cfg.CXR.SOLVER = CN()
-    # Training length in epochs of DATASETS.TRAIN; > 0 replaces SOLVER.MAX_ITER (and, when
+    # Training length in whole epochs of DATASETS.TRAIN; > 0 replaces SOLVER.MAX_ITER (and, when
     # given, STEPS, WARMUP_ITERS and CHECKPOINT_PERIOD by the keys below). 0 = off.
-    cfg.CXR.SOLVER.EPOCHS = 0.0
+    cfg.CXR.SOLVER.EPOCHS = 0
     # Epochs at which the learning rate is multiplied by SOLVER.GAMMA (-> SOLVER.STEPS).
     cfg.CXR.SOLVER.STEP_EPOCHS = ()
     # Warm-up length in epochs (-> SOLVER.WARMUP_ITERS); 0 keeps SOLVER.WARMUP_ITERS.
-    cfg.CXR.SOLVER.WARMUP_EPOCHS = 0.0
+    cfg.CXR.SOLVER.WARMUP_EPOCHS = 0
     # Epochs between checkpoints (-> SOLVER.CHECKPOINT_PERIOD): what a killed or preempted run
     # loses at most. 0 keeps SOLVER.CHECKPOINT_PERIOD.
-    cfg.CXR.SOLVER.CHECKPOINT_EPOCHS = 0.0
+    cfg.CXR.SOLVER.CHECKPOINT_EPOCHS = 0
 
 
 def epochs_to_iters(epochs, images, ims_per_batch):
-    """Iterations of `epochs` passes over `images` at `ims_per_batch`, at least 1."""
-    return max(1, round(epochs * images / ims_per_batch))
+    """Iterations of `epochs` passes over `images` at `ims_per_batch` (halves up), at least 1."""
+    return max(1, math.floor(epochs * images / ims_per_batch + 0.5))
 
 
 def training_images(cfg):

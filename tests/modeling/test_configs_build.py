@@ -25,12 +25,16 @@ CONFIGS = _configs()
 # In the default suite: the CPU configs and one config per architecture with the paper's
 # backbone (R-50; SipMask++ for the deformable backbone and mask scoring); the rest are
 # R-101 / X-101 / ablation variants of these.
+# The per-dataset experiments (configs/<dataset>/, configs/Pretrained-paper/) repeat these
+# architectures: tests/config/test_dataset_configs.py builds a subset of them by default.
 DEFAULT = {
-    p for p in CONFIGS if p.endswith("_cpu.yaml") or os.path.basename(p) in {
+    p for p in CONFIGS
+    if p.startswith(("configs/Phantom/", "configs/Pretrained/", "projects/"))
+    and (p.endswith("_cpu.yaml") or os.path.basename(p) in {
         "faster_rcnn_R_50_FPN.yaml", "mask_rcnn_R_50_FPN.yaml", "retinanet_R_50_FPN.yaml",
         "fcos_R_50_FPN.yaml", "blendmask_R_50_FPN.yaml", "solov2_R_50_FPN.yaml",
         "ssd512_VGG16.yaml", "yolov3_608_DarkNet53.yaml", "sipmask++_R_50_FPN_544.yaml",
-    }
+    })
 }  # fmt: skip
 
 
