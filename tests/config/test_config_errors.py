@@ -201,11 +201,12 @@ def test_full_disk_is_refused_before_the_run(tmp_path, monkeypatch):
     check_config(cfg)
 
 
-# (--num-gpus, --num-machines, GPUs torch sees) -> fragment
+# (--num-gpus, --num-machines, GPUs torch sees) -> fragment. Without a GPU, --num-gpus N runs N
+# CPU processes (tests/engine/test_cpu_launch.py).
 LAUNCH_CASES = [
-    (2, 1, 0, "--num-gpus 2 needs 2 CUDA GPUs but torch sees 0 on this machine; give --num-gpus 1"),
+    (2, 1, 1, "--num-gpus 2 needs 2 CUDA GPUs but torch sees 1 on this machine; give --num-gpus 1"),
     (4, 1, 2, "--num-gpus 4 needs 4 CUDA GPUs but torch sees 2"),
-    (1, 2, 0, "--num-gpus 1 needs 1 CUDA GPUs but torch sees 0"),
+    (3, 2, 2, "--num-gpus 3 needs 3 CUDA GPUs but torch sees 2"),
     (0, 1, 0, "--num-gpus 0 --num-machines 1: give at least 1"),
 ]
 
