@@ -13,6 +13,8 @@ setup(
     packages=find_packages(include=["cxr_d2", "cxr_d2.*"])
     + find_packages("projects/SipMask", include=["sipmask", "sipmask.*"]),
     package_dir={"sipmask": "projects/SipMask/sipmask"},
+    # the error-analysis page's template, script and style
+    package_data={"cxr_d2.evaluation.errors_page": ["assets/*"]},
     install_requires=[
         "torch>=2.0",
         "torchvision>=0.15",
