@@ -19,7 +19,7 @@ from ..evaluation import build_coco_evaluator
 from .checkpoint import AtomicCheckpointer
 from .divergence import DivergenceHook, TrainingDiverged, divergence_message
 
-__all__ = ["Trainer", "write_run_manifest"]
+__all__ = ["TRAINER_DATA", "Trainer", "write_run_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,11 @@ class _NoTracebackForCXRErrors(logging.Filter):
     def filter(self, record):
         return not (record.exc_info and isinstance(record.exc_info[1], CXRError))
 
+
+# META_ARCHITECTURE name -> Trainer subclass, for models whose data are not single images
+# (SipMaskVIS: frame pairs, sequences): Trainer defers build_train_loader, build_test_loader
+# and build_evaluator to the subclass registered for the config's meta-architecture.
+TRAINER_DATA = {}
 
 _TRAIN_LOOP_LOGGER = logging.getLogger("detectron2.engine.train_loop")
 _TRAIN_LOOP_LOGGER.addFilter(_NoTracebackForCXRErrors())
@@ -79,15 +84,24 @@ class Trainer(DefaultTrainer):
             ) from None
 
     @classmethod
+    def _data_trainer(cls, cfg):
+        """The registered Trainer of this meta-architecture's data, or None."""
+        return TRAINER_DATA.get(cfg.MODEL.META_ARCHITECTURE)
+
+    @classmethod
     def build_train_loader(cls, cfg):
         """Detectron2's train loader with the mapper that also reads DICOM (SSD's
         photometric/expand/crop augmentation when INPUT.SSD_AUG.ENABLED)."""
+        if cls is Trainer and cls._data_trainer(cfg):
+            return cls._data_trainer(cfg).build_train_loader(cfg)
         require_images(cfg, "TRAIN", cfg.DATASETS.TRAIN)
         return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         """Detectron2's test loader with the mapper that also reads DICOM."""
+        if cls is Trainer and cls._data_trainer(cfg):
+            return cls._data_trainer(cfg).build_test_loader(cfg, dataset_name)
         require_images(cfg, "TEST", [dataset_name])
         return build_detection_test_loader(
             cfg, dataset_name, mapper=CXRDatasetMapper(cfg, is_train=False)
@@ -102,6 +116,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if cls is Trainer and cls._data_trainer(cfg):
+            return cls._data_trainer(cfg).build_evaluator(cfg, dataset_name, output_folder)
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return build_coco_evaluator(cfg, dataset_name, output_folder)
 
