@@ -4,6 +4,8 @@ flags as Detectron2's demo/demo.py:
 
     python tools/predict.py --config-file CFG --input films/ list.txt 'more/*.dcm' \
         --output predictions/ --opts MODEL.WEIGHTS output/model_final.pth
+    python tools/predict.py ... --tta                                  (test-time augmentation)
+    python tools/predict.py ... --ensemble A.yaml@a.pth:2 B.yaml@b.pth (weighted boxes fusion)
 
 Exit status 0 when at least one image was predicted, 1 when none was (or on a config error).
 """
@@ -11,10 +13,13 @@ import argparse
 import sys
 
 from ..errors import CXRError
+from ..modeling.tta import build_tta_model
 from .config import tool_config
+from .ensemble import build_ensemble
 from .inputs import find_inputs
 from .run import load_model, model_metadata, predict_files
 from .select import parse_classes
+from .tta import add_tta_arguments, apply_tta_arguments
 
 __all__ = ["predict_parser", "main"]
 
@@ -36,6 +41,7 @@ def predict_parser():
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers reading files")
     p.add_argument("--no-overlays", action="store_true", help="write no overlay PNGs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tta_arguments(p)
     p.add_argument("--opts", default=[], nargs=argparse.REMAINDER,
                    help="config overrides KEY VALUE ..., e.g. MODEL.WEIGHTS model_final.pth")
     return p
@@ -52,13 +58,16 @@ def _check_args(args):
 def run(args):
     """Predict as `args` say; returns the Summary."""
     _check_args(args)
+    apply_tta_arguments(args)
     inputs = find_inputs(args.input)
     if not inputs.paths:
         raise CXRError(f"--input {' '.join(args.input)}: no image file found")
     cfg = tool_config(args.config_file, args.opts, args.output)
     metadata = model_metadata(cfg)
     classes = parse_classes(args.classes, metadata.get("thing_classes", None) if metadata else None)
-    model = load_model(cfg)
+    model = build_ensemble(cfg, args.ensemble)[0] if args.ensemble else load_model(cfg)
+    if cfg.TEST.AUG.ENABLED and not args.ensemble:  # an ensemble augments each member
+        model = build_tta_model(cfg, model)
     selection = {"score_thresh": args.score_thresh, "classes": classes, "max_dets": args.max_dets}
     summary = predict_files(
         cfg, model, inputs.paths, args.output, selection, batch_size=args.batch_size,
