@@ -103,3 +103,23 @@ def add_sipmask_config(cfg):
     # ground truth of at least MIN_GT_AREA basis pixels (official: 0.1 and 100).
     cfg.MODEL.SIPMASK.MASK_SCORING.MIN_IOU = 0.1
     cfg.MODEL.SIPMASK.MASK_SCORING.MIN_GT_AREA = 100
+    # SipMask-VIS (META_ARCHITECTURE "SipMaskVIS", sipmask/vis/): the tracking branch and the
+    # matching of detections to identities between frames. Defaults: the official SipMask-VIS
+    # code (mmdetection's SipMaskHead: track_convs, fovea_track, match_coeff).
+    cfg.MODEL.SIPMASK.TRACK = CN()
+    # FPN levels the tracking branch reads (each upsampled to the first and concatenated).
+    cfg.MODEL.SIPMASK.TRACK.IN_FEATURES = ["p3", "p4", "p5"]
+    # 3x3 conv + norm + ReLU blocks shared over those levels, parallel to the towers.
+    cfg.MODEL.SIPMASK.TRACK.NUM_CONVS = 2
+    # Their norm ("" for none, with bias).
+    cfg.MODEL.SIPMASK.TRACK.NORM = "GN"
+    # Channels of the tracking vectors (the 1x1 fusion conv's output).
+    cfg.MODEL.SIPMASK.TRACK.EMBED_DIM = 512
+    # Weights of log(detection score), box IoU and class agreement added to the log softmax
+    # of the embedding similarities when matching (MaskTrack R-CNN's match_coeff).
+    cfg.MODEL.SIPMASK.TRACK.MATCH_WEIGHTS = [1.0, 2.0, 10.0]
+    # Weight of loss_track, the cross-entropy over the reference identities + "new".
+    cfg.MODEL.SIPMASK.TRACK.LOSS_WEIGHT = 1.0
+    # Jitter of the reference frame's ground-truth boxes in training: centre by U(-a, a) x
+    # size, size by 1 + U(-a, a).
+    cfg.MODEL.SIPMASK.TRACK.REF_BOX_JITTER = 0.05
