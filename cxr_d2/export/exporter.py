@@ -16,7 +16,8 @@ import os
 import warnings
 
 import torch
-from detectron2.export import TracingAdapter, dump_torchscript_IR
+from detectron2.export import TracingAdapter, dump_torchscript_IR, scripting_with_instances
+from detectron2.structures import Boxes
 
 from .schema import flat_names, schema_to_json
 from .spec import FORMATS, UnsupportedExport, find_export_spec
@@ -28,6 +29,15 @@ logger = logging.getLogger(__name__)
 ONNX_OPSET = 17
 MODEL_FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
 METHODS = ("tracing", "scripting")
+# The Instances fields of Detectron2's R-CNNs and RetinaNet (its tools/deploy/export_model.py).
+SCRIPTING_FIELDS = {
+    "proposal_boxes": Boxes,
+    "objectness_logits": torch.Tensor,
+    "pred_boxes": Boxes,
+    "scores": torch.Tensor,
+    "pred_classes": torch.Tensor,
+    "pred_masks": torch.Tensor,
+}
 IN_GRAPH = (
     "normalisation by MODEL.PIXEL_MEAN/PIXEL_STD, padding to the backbone's size divisibility, "
     "the network, box decoding, score threshold, top-k, NMS and the per-image detection limit"
@@ -58,8 +68,9 @@ def export_model(cfg, model, sample_inputs, fmt, output_dir, export_method="trac
             resized as the test mapper does. Its size is recorded; the graph takes any size when
             the spec says dynamic_size.
         fmt: "torchscript" or "onnx".
-        export_method: "tracing" (scripting raises UnsupportedExport: Detectron2's scripted
-            models return Instances that no runtime outside Python can read).
+        export_method: "tracing" (TracingAdapter + torch.jit.trace or torch.onnx.export) or
+            "scripting" (torch.jit.script through Detectron2's scripting_with_instances;
+            TorchScript only, for specs with a scripting_adapter).
         opset: the ONNX opset.
         dump_ir: TorchScript only: also write Detectron2's dump_torchscript_IR text files.
     Raises:
@@ -67,19 +78,19 @@ def export_model(cfg, model, sample_inputs, fmt, output_dir, export_method="trac
     """
     if fmt not in FORMATS:
         raise UnsupportedExport(f"format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
-    if export_method != "tracing":
-        raise UnsupportedExport(
-            f"--export-method {export_method} is not supported: only tracing exports a graph "
-            "whose outputs are plain tensors; use --export-method tracing"
-        )
+    if export_method not in METHODS:
+        raise UnsupportedExport(f"export method {export_method!r} is not supported; use one of "
+                                f"{', '.join(METHODS)}")
     spec = find_export_spec(model, fmt)
     model.eval()
     image = sample_image(sample_inputs).to(model.device)
+    os.makedirs(output_dir, exist_ok=True)
+    if export_method == "scripting":
+        return _export_scripting(cfg, model, spec, fmt, image, output_dir, dump_ir)
     adapter = TracingAdapter(model, (image,), spec.inference).eval()  # eval: export restores mode
     with torch.no_grad():
         adapter(image)  # fills adapter.outputs_schema, which names the outputs
     names = flat_names(adapter.outputs_schema)
-    os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, MODEL_FILES[fmt])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -92,9 +103,39 @@ def export_model(cfg, model, sample_inputs, fmt, output_dir, export_method="trac
         else:
             _export_onnx(adapter, image, path, names, opset, spec.dynamic_size)
     meta = _sidecar(cfg, model, spec, fmt, path, image, names, adapter.outputs_schema, opset)
+    return _write_sidecar(meta, output_dir)
+
+
+def _export_scripting(cfg, model, spec, fmt, image, output_dir, dump_ir):
+    """torch.jit.script of the spec's scripting adapter; its outputs are a dict of fields."""
+    name = type(model).__name__
+    if fmt != "torchscript":
+        raise UnsupportedExport(f"scripting exports TorchScript only, not {fmt}; use "
+                                "--export-method tracing for onnx")
+    if spec.scripting_adapter is None:
+        raise UnsupportedExport(f"{name} cannot be scripted; use --export-method tracing")
+    adapter = spec.scripting_adapter(model).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation
+        scripted = scripting_with_instances(adapter, spec.scripting_fields or SCRIPTING_FIELDS)
+    path = os.path.join(output_dir, MODEL_FILES[fmt])
+    torch.jit.save(scripted, path)
+    if dump_ir:
+        dump_torchscript_IR(scripted, output_dir)
+    with torch.no_grad():
+        names = sorted(scripted(image).keys())
+    meta = _sidecar(cfg, model, spec, fmt, path, image, names, None, None)
+    meta.update(export_method="scripting", exporter="torch.jit.script")
+    return _write_sidecar(meta, output_dir)
+
+
+def _write_sidecar(meta, output_dir):
+    """Writes model.json; returns the model file's path."""
     with open(os.path.join(output_dir, "model.json"), "w") as f:
         json.dump(meta, f, indent=2)
-    logger.info("Exported %s to %s (outputs: %s)", type(model).__name__, path, ", ".join(names))
+    path = os.path.join(output_dir, meta["file"])
+    logger.info("Exported %s to %s (outputs: %s)", meta["meta_architecture"], path,
+                ", ".join(meta["outputs"]))
     return path
 
 
@@ -131,7 +172,7 @@ def _sidecar(cfg, model, spec, fmt, path, image, names, schema, opset):
         "sample_size": [int(image.shape[1]), int(image.shape[2])],
         "in_graph": IN_GRAPH,
         "outputs": names,
-        "outputs_schema": schema_to_json(schema),
+        "outputs_schema": None if schema is None else schema_to_json(schema),
         "postprocess": spec.postprocess,
         "outside": spec.outside,
     }

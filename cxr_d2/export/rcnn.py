@@ -6,11 +6,20 @@ Mask R-CNN's per-box 28x28 mask probabilities; outside, boxes are scaled to the 
 (height, width), clipped, empty boxes dropped, and masks pasted into the film and thresholded
 at 0.5.
 """
+from typing import Dict
+
 from detectron2.modeling import GeneralizedRCNN, RetinaNet
+from torch import Tensor, nn
 
 from .spec import register_export
 
-__all__ = ["rcnn_inference", "dense_inference", "DETECTOR_POSTPROCESS"]
+__all__ = [
+    "DETECTOR_POSTPROCESS",
+    "rcnn_inference",
+    "dense_inference",
+    "RCNNScriptingAdapter",
+    "DenseScriptingAdapter",
+]
 
 DETECTOR_POSTPROCESS = "detectron2.modeling.postprocessing.detector_postprocess"
 
@@ -32,6 +41,26 @@ def dense_inference(model, image):
     return model.forward_inference(images, features, model.head(features))[0]
 
 
+class RCNNScriptingAdapter(nn.Module):
+    """`rcnn_inference` for torch.jit.script: (C, H, W) image -> the Instances' fields, boxes as
+    (R, 4) tensors (a dict, not Instances: a scripted Instances cannot leave Python)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor) -> Dict[str, Tensor]:
+        return self.model.inference([{"image": image}], do_postprocess=False)[0].get_fields()
+
+
+class DenseScriptingAdapter(RCNNScriptingAdapter):
+    """`dense_inference` for torch.jit.script: a scripted DenseDetector skips
+    detector_postprocess itself."""
+
+    def forward(self, image: Tensor) -> Dict[str, Tensor]:
+        return self.model([{"image": image}])[0].get_fields()
+
+
 _RESCALE = "detector_postprocess: boxes scaled from the resized input to (height, width), " \
     "clipped to it, empty boxes dropped"
 
@@ -41,7 +70,12 @@ register_export(
     postprocess=DETECTOR_POSTPROCESS,
     outside=_RESCALE + "; with MASK_ON, the (R, 1, M, M) mask probabilities pasted into each "
     "box of the (height, width) film (paste_masks_in_image) and thresholded at 0.5",
+    scripting_adapter=RCNNScriptingAdapter,
 )
 register_export(
-    RetinaNet, inference=dense_inference, postprocess=DETECTOR_POSTPROCESS, outside=_RESCALE
+    RetinaNet,
+    inference=dense_inference,
+    postprocess=DETECTOR_POSTPROCESS,
+    outside=_RESCALE,
+    scripting_adapter=DenseScriptingAdapter,
 )

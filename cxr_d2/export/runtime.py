@@ -8,6 +8,7 @@ import os
 import pydoc
 
 import torch
+from detectron2.structures import Boxes, Instances
 
 from ..errors import CXRError
 from .schema import schema_from_json
@@ -48,7 +49,8 @@ class ExportedModel:
 
     def __init__(self, path, meta):
         self.path, self.meta = path, meta
-        self.outputs_schema = schema_from_json(meta["outputs_schema"])
+        schema = meta["outputs_schema"]
+        self.outputs_schema = _fields_to_instances if schema is None else schema_from_json(schema)
         self.postprocess = pydoc.locate(meta["postprocess"])
         if self.postprocess is None:
             raise CXRError(f"{path}: its post-processing {meta['postprocess']} cannot be "
@@ -66,9 +68,12 @@ class ExportedModel:
         post-processing.
         """
         self._check(image)
+        image = image.detach().float().cpu().contiguous()
         with torch.no_grad():
-            flat = self._run(image.detach().float().cpu().contiguous())
-        return self.outputs_schema(list(flat))
+            out = self._run(image)
+        if isinstance(out, dict):  # scripted: the fields; the frame is the image's
+            return self.outputs_schema(out, tuple(image.shape[-2:]))
+        return self.outputs_schema(list(out))
 
     def __call__(self, image, height=None, width=None):
         """
@@ -96,6 +101,13 @@ class ExportedModel:
         if not self.meta["dynamic_size"] and list(image.shape[1:]) != self.meta["sample_size"]:
             raise CXRError(f"{self.path} was exported for {self.meta['sample_size']} (H, W) "
                            f"images only; got {list(image.shape[1:])}: resize to that size")
+
+
+def _fields_to_instances(fields, image_size):
+    """A scripted model's output dict as Instances (`*boxes` fields as Boxes)."""
+    return Instances(image_size, **{
+        k: Boxes(v) if k.endswith("boxes") else v for k, v in fields.items()
+    })
 
 
 def _onnx_runner(path):

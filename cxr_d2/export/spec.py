@@ -16,9 +16,13 @@ Contract of a spec (what `export_model` traces and `ExportedModel` runs):
   the exported model needs no model class) of ``f(instances, height, width) -> Instances``
   that turns those Instances into what `model([{"image", "height", "width"}])` returns for
   the original (height, width): rescaling, clipping, empty-box removal, mask pasting.
+* ``scripting_adapter`` (optional, for --export-method scripting): an nn.Module class built as
+  ``cls(model)`` whose ``forward(image: Tensor) -> Dict[str, Tensor]`` returns the same
+  Instances' fields (Boxes as their (R, 4) tensor) and that torch.jit.script compiles with
+  Detectron2's `scripting_with_instances(adapter, scripting_fields)`.
 """
 from dataclasses import dataclass
-from typing import Callable, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from ..errors import CXRError
 
@@ -40,6 +44,9 @@ class ExportSpec:
         outside: one sentence saying what `postprocess` does (written to the sidecar JSON).
         formats: the formats known to export and run with identical detections.
         dynamic_size: whether the graph takes any (H, W); else only the sample's size.
+        scripting_adapter: nn.Module class for torch.jit.script, or None (tracing only).
+        scripting_fields: the Instances fields the scripted model uses, {name: type}
+            (Detectron2's scripting_with_instances); None: the R-CNN and RetinaNet fields.
     """
 
     inference: Callable
@@ -47,6 +54,8 @@ class ExportSpec:
     outside: str
     formats: Tuple[str, ...] = FORMATS
     dynamic_size: bool = True
+    scripting_adapter: Optional[type] = None
+    scripting_fields: Optional[Dict[str, type]] = None
 
 
 _SPECS = {}
