@@ -23,6 +23,7 @@ setup(
         "pillow>=9",
         "pycocotools>=2.0.6",
         "faster-coco-eval>=1.8",
+        "hotcoco==1.3.0",  # Rust COCOeval: the default evaluation backend
         "matplotlib>=3.5",
         "pydicom>=3.0",
         "fvcore>=0.1.5",
