@@ -121,29 +121,41 @@
     if (im.note) cap.querySelector(".note").textContent = im.note;
     fig.appendChild(cap);
     gallery.appendChild(fig);
-    return { fig: fig, boxes: boxes, cap: cap };
+    return { fig: fig, boxes: boxes, tp: cap.querySelector(".tp-n"),
+      fp: cap.querySelector(".fp-n"), fn: cap.querySelector(".fn-n"), shown: "" };
   });
 
-  function box(parent, b, cls, title) {
-    const r = el("rect", { x: b[0], y: b[1], width: b[2], height: b[3], class: "box " + cls },
-      parent);
+  // A rectangle per detection and per lesion, made when first shown; an update sets classes.
+  function box(parent, b, title) {
+    const r = el("rect", { x: b[0], y: b[1], width: b[2], height: b[3] }, parent);
     el("title", {}, r).textContent = title;
+    return r;
+  }
+  const gtRects = new Array(gts.length).fill(null), gtKinds = new Array(gts.length).fill("off");
+  const detRects = new Array(dets.length).fill(null);
+  const detKinds = new Array(dets.length).fill("off");
+
+  function show(rects, kinds, k, kind, make) {
+    if (kinds[k] === kind) return;
+    kinds[k] = kind;
+    if (rects[k] === null) rects[k] = make();
+    rects[k].setAttribute("class", "box " + kind);
   }
 
   function drawBoxes(m, cls) {
-    cards.forEach(function (card) { card.boxes.replaceChildren(); });
-    const names = ["FP", "TP"];
     gts.forEach(function (g, j) {
-      if (!g.crowd && wanted(g.c, cls) && m.taken[j] < 0) {
-        box(cards[g.i].boxes, g.b, "fn", "missed " + data.classes[g.c]);
-      }
+      const missed = !g.crowd && wanted(g.c, cls) && m.taken[j] < 0;
+      show(gtRects, gtKinds, j, missed ? "fn" : "off", function () {
+        return box(cards[g.i].boxes, g.b, "lesion: " + data.classes[g.c]);
+      });
     });
     dets.forEach(function (d, k) {
       const label = m.labels[k];
-      if (label === null || !wanted(d.c, cls)) return;
-      const kind = label < 0 ? "ignored" : names[label].toLowerCase();
-      const what = label < 0 ? "crowd" : names[label];
-      box(cards[d.i].boxes, d.b, kind, what + " " + data.classes[d.c] + " " + d.s.toFixed(3));
+      let kind = "off";
+      if (label !== null && wanted(d.c, cls)) kind = ["ignored", "fp", "tp"][label + 1];
+      show(detRects, detKinds, k, kind, function () {
+        return box(cards[d.i].boxes, d.b, data.classes[d.c] + " " + d.s.toFixed(3));
+      });
     });
   }
 
@@ -156,8 +168,11 @@
       name: function () { return 0; },
     }[key];
     order.sort(function (a, b) { return score(b) - score(a) || a - b; });
-    order.forEach(function (k) { gallery.appendChild(cards[k].fig); });
+    if (order.join() === shownOrder) return;
+    shownOrder = order.join();
+    gallery.replaceChildren.apply(gallery, order.map(function (k) { return cards[k].fig; }));
   }
+  let shownOrder = "";
 
   // ---- the curves -----------------------------------------------------------------------
 
@@ -222,13 +237,12 @@
     const m = match(threshold);
     const c = count(m, cls);
     c.per.forEach(function (p, k) {
-      const cap = cards[k].cap;
-      cap.querySelector(".tp-n").textContent = "TP " + p.tp;
-      cap.querySelector(".fp-n").textContent = "FP " + p.fp;
-      cap.querySelector(".fn-n").textContent = "FN " + p.fn;
-      cards[k].fig.dataset.tp = p.tp;
-      cards[k].fig.dataset.fp = p.fp;
-      cards[k].fig.dataset.fn = p.fn;
+      const card = cards[k], text = [p.tp, p.fp, p.fn].join();
+      if (card.shown === text) return;
+      card.shown = text;
+      card.tp.textContent = "TP " + p.tp;
+      card.fp.textContent = "FP " + p.fp;
+      card.fn.textContent = "FN " + p.fn;
     });
     const t = c.total;
     document.getElementById("total-tp").textContent = t.tp;
