@@ -40,6 +40,7 @@ __all__ = [
     "dicom_header",
     "read_dicom",
     "dicom_to_unit",
+    "dicom_to_uint8",
     "window_to_unit",
     "gray_to_format",
     "read_image",
@@ -320,6 +321,52 @@ def dicom_to_unit(ds, arr, source="DICOM"):
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+# Largest span of stored values (max - min + 1) read through a lookup table.
+_LUT_MAX_SPAN = 1 << 17
+
+
+def _lut_range(ds, arr):
+    """(first table entry, image min, image max) when the stored values can be read through a
+    lookup table, else None: non-integer or wide values, a table as large as the image, or a
+    min-max stretch after a modality LUT (not monotone, so its extremes need not be the
+    image's extremes')."""
+    if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 2:
+        return None
+    stretch = not ds.get("VOILUTSequence") and not (
+        _present(ds, "WindowCenter") and _present(ds, "WindowWidth")
+    )
+    if stretch and ds.get("ModalityLUTSequence"):
+        return None
+    lo, hi = int(arr.min()), int(arr.max())
+    first = 0 if lo >= 0 and hi < _LUT_MAX_SPAN else lo  # index by the values themselves
+    if hi - first + 1 > min(_LUT_MAX_SPAN, arr.size):
+        return None
+    return first, lo, hi
+
+
+def dicom_to_uint8(ds, arr, source="DICOM"):
+    """
+    `unit_to_uint8(dicom_to_unit(ds, arr))`, byte for byte, through a lookup table where the
+    stored values are integers of a bounded span. Every step (rescale, VOI LUT or window,
+    inversion, rounding) maps each stored value on its own; the one global step, the min-max
+    stretch without VOI, sees the image's own extremes because the table's inputs are clipped
+    to them (a rescale is monotone). So the table is the same pipeline run once per value.
+
+    Args:
+        arr (ndarray): stored values (H, W).
+
+    Returns:
+        ndarray uint8 (H, W).
+    """
+    found = _lut_range(ds, arr)
+    if found is None:
+        return unit_to_uint8(dicom_to_unit(ds, arr, source))
+    first, lo, hi = found
+    inputs = np.clip(np.arange(first, hi + 1, dtype=np.int64), lo, hi).astype(arr.dtype)
+    table = unit_to_uint8(dicom_to_unit(ds, inputs[None, :], source))[0]
+    return table.take(arr if first == 0 else np.subtract(arr, first, dtype=np.int32))
+
+
 def _pixel_bytes(head):
     """Bytes the uncompressed pixels of a checked header take (all frames)."""
     count = head["rows"] * head["columns"] * head["frames"] * head["samples"]
@@ -368,10 +415,8 @@ def read_dicom(path):
         luminance = arr[..., 0] * np.float32(0.299)
         luminance += arr[..., 1] * np.float32(0.587)
         luminance += arr[..., 2] * np.float32(0.114)
-        unit = stretch_to_unit(luminance)
-    else:
-        unit = dicom_to_unit(ds, arr, source=path)
-    return unit_to_uint8(unit)
+        return unit_to_uint8(stretch_to_unit(luminance))
+    return dicom_to_uint8(ds, arr, source=path)
 
 
 def _dicom_by_content(path, fmt):

@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""
+DICOM pixels to 8 bits: the float path (rescale, window, clip, round on every pixel) against
+the lookup-table path `read_dicom` takes, on the same seeded image, interleaved, medians after
+a warm-up; both outputs are checked equal first.
+
+    python tools/benchmark_dicom.py [--size 2500 2048] [--bits 12] [--repeats 15]
+
+Prints one line per case (milliseconds and the ratio) and the machine's load average.
+"""
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pydicom
+
+from cxr_d2.data import dicom
+from cxr_d2.data.image_io import unit_to_uint8
+from cxr_d2.data.phantom.dicom_writer import write_dicom
+
+CASES = {
+    "no window (min-max)": {},
+    "rescale + window": dict(RescaleSlope="0.5", RescaleIntercept="-1024", WindowCenter="300",
+                             WindowWidth="1500"),
+    "window, MONOCHROME1": dict(WindowCenter="2048", WindowWidth="4096",
+                                PhotometricInterpretation="MONOCHROME1"),
+}
+
+
+def _file(folder, name, size, bits, attrs):
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 2**bits, size=size, dtype=np.uint16)
+    path = os.path.join(folder, name)
+    write_dicom(path, np.zeros(size, np.uint8), bits_stored=16)
+    ds = pydicom.dcmread(path)
+    ds.BitsStored, ds.HighBit = bits, bits - 1
+    ds.PixelData = stored.tobytes()
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _median_ms(fn, repeats, warmup=2):
+    times = []
+    for k in range(warmup + repeats):
+        start = time.perf_counter()
+        fn()
+        if k >= warmup:
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--size", type=int, nargs=2, default=(2500, 2048), metavar=("H", "W"))
+    parser.add_argument("--bits", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args(argv)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f}; image {args.size[1]}x{args.size[0]}, "
+          f"{args.bits}-bit stored")
+    with tempfile.TemporaryDirectory() as folder:
+        for name, attrs in CASES.items():
+            path = _file(folder, "x.dcm", tuple(args.size), args.bits, attrs)
+            ds = dicom._dcmread(path, pixels_bytes=1 << 31)
+            arr = ds.pixel_array
+
+            def float_path():
+                return unit_to_uint8(dicom.dicom_to_unit(ds, arr, path))
+
+            def lut_path():
+                return dicom.dicom_to_uint8(ds, arr, path)
+
+            if not np.array_equal(float_path(), lut_path()):
+                sys.exit(f"error: {name}: the two paths differ")
+            times = {"float": [], "lut": []}
+            for _ in range(args.repeats):  # interleaved, so load changes hit both alike
+                times["float"].append(_median_ms(float_path, 1, warmup=0))
+                times["lut"].append(_median_ms(lut_path, 1, warmup=0))
+            f, t = (statistics.median(times[k][2:]) for k in ("float", "lut"))
+            read = _median_ms(lambda: dicom.read_dicom(path), 5)
+            print(f"{name:22s} float {f:7.1f} ms   table {t:6.1f} ms   {f / t:4.1f}x   "
+                  f"(whole read_dicom {read:.1f} ms)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
