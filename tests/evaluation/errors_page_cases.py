@@ -5,6 +5,7 @@ phantom set (jittered lesions, duplicates, misses and clutter, seeded).
 import contextlib
 
 import numpy as np
+import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_dict
 from detectron2.structures import BoxMode
@@ -83,10 +84,11 @@ def hand_results():
     return [{"image_id": i, "category_id": c, "bbox": b, "score": s} for i, c, b, s in HAND_DETS]
 
 
-def phantom_results(dataset, seed=0):
+def phantom_results(dataset, seed=0, masks=False):
     """
     COCO results on a registered dataset: 4 of 5 lesions found (jittered), a third of them
-    found twice, 0-2 clutter boxes per image of random classes, every score random.
+    found twice, 0-2 clutter boxes per image of random classes, every score random; with
+    `masks`, each has the filled rectangle of its box as RLE `segmentation`.
     """
     gt = convert_to_coco_dict(dataset)
     rng = np.random.default_rng(seed)
@@ -102,7 +104,20 @@ def phantom_results(dataset, seed=0):
         for _ in range(rng.integers(0, 3)):
             box = [float(v) for v in rng.uniform(0, im["width"] * 0.7, 2)] + [20.0, 20.0]
             results.append(_result(im["id"], int(rng.integers(0, 4)), box, rng))
+    if masks:
+        sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+        for r in results:
+            r["segmentation"] = _rectangle(r["bbox"], *sizes[r["image_id"]])
     return results
+
+
+def _rectangle(box, height, width):
+    m = np.zeros((height, width), dtype=np.uint8, order="F")
+    x, y, w, h = (int(round(v)) for v in box)
+    m[max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)] = 1
+    rle = mask_util.encode(m)
+    rle["counts"] = rle["counts"].decode()
+    return rle
 
 
 def _result(image_id, category_id, box, rng):

@@ -46,12 +46,12 @@ def test_hand_worked_class_filter():
     assert counts == expected(HAND_EXPECTED_B)
 
 
-def _cocoeval_counts(coco_gt, results, threshold, iou_thresh):
+def _cocoeval_counts(coco_gt, results, threshold, iou_thresh, iou_type):
     """TP/FP/FN per image from pycocotools' own greedy matching (COCOeval.evaluateImg)."""
     kept = [dict(r) for r in results if r["score"] >= threshold]
     with contextlib.redirect_stdout(io.StringIO()):
         ev = COCOeval(coco_gt, coco_gt.loadRes(kept) if kept else make_coco(
-            dict(coco_gt.dataset, annotations=[])), "bbox")
+            dict(coco_gt.dataset, annotations=[])), iou_type)
         ev.params.iouThrs = np.array([iou_thresh])
         ev.params.maxDets = [10 ** 6]
         ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e10]], ["all"]
@@ -69,12 +69,13 @@ def _cocoeval_counts(coco_gt, results, threshold, iou_thresh):
     return out
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.35, 0.7])
-def test_counts_equal_cocoeval_matching(tiny_phantom, threshold):
+@pytest.mark.parametrize("threshold,iou_type", [(0.0, "bbox"), (0.35, "bbox"), (0.7, "bbox"),
+                                                (0.35, "segm")])
+def test_counts_equal_cocoeval_matching(tiny_phantom, threshold, iou_type):
     coco = _coco(PHANTOM)
-    results = phantom_results(PHANTOM)
-    counts = count_errors(coco, results, threshold)
-    reference = _cocoeval_counts(coco, results, threshold, 0.5)
+    results = phantom_results(PHANTOM, masks=iou_type == "segm")
+    counts = count_errors(coco, results, threshold, iou_type)
+    reference = _cocoeval_counts(coco, results, threshold, 0.5, iou_type)
     assert {img: [c.tp, c.fp, c.fn] for img, c in counts.items()} == reference
     assert sum(c.tp for c in counts.values()) > 5 and sum(c.fp for c in counts.values()) > 5
 

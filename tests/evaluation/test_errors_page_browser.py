@@ -183,3 +183,18 @@ def test_hand_worked_case_in_the_page(browser, tmp_path):
         browser.execute_script(SET_SLIDER_JS, str(t))
         cards, _ = _shown(browser)
         assert cards == {img: c[:3] for img, c in expected(table).items()}, t
+
+
+def test_mask_matching_in_the_page(browser, phantom_page, tmp_path):
+    coco = phantom_page[1]
+    results = phantom_results(PHANTOM, masks=True)
+    preds = tmp_path / "coco_instances_results.json"
+    preds.write_text(json.dumps(results))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["--dataset", PHANTOM, "--input", str(preds), "--iou-type", "segm",
+                     "--thumb-size", "32"]) == 0
+    browser.get((tmp_path / "errors.html").as_uri())
+    for t in ("0.35", "0.6"):
+        browser.execute_script(SET_SLIDER_JS, t)
+        segm = count_errors(coco, results, float(t), "segm")
+        assert _shown(browser) == _python(segm) != _python(count_errors(coco, results, float(t)))

@@ -18,7 +18,7 @@ from collections import namedtuple
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..froc import _region, froc_labels
+from ..froc import froc_labels
 
 __all__ = ["Counts", "group_by_key", "count_errors", "candidate_pairs"]
 
@@ -69,6 +69,15 @@ def count_errors(
             lesions += n
         out[img] = Counts(tp, fp, lesions - tp, lesions)
     return out
+
+
+def _region(item, iou_type, coco_gt=None):
+    """What pycocotools' `iou` compares: the box, or the mask (a ground truth's as RLE)."""
+    if iou_type == "bbox":
+        return item["bbox"]
+    if coco_gt is not None and item.get("id") in coco_gt.anns and "image_id" in item:
+        return coco_gt.annToRLE(item)
+    return item["segmentation"]
 
 
 def candidate_pairs(gts, dets, iou_type="bbox", iou_thresh=0.5, coco_gt=None):
