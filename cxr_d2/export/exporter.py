@@ -82,8 +82,10 @@ def export_model(cfg, model, sample_inputs, fmt, output_dir, export_method="trac
         raise UnsupportedExport(f"export method {export_method!r} is not supported; use one of "
                                 f"{', '.join(METHODS)}")
     spec = find_export_spec(model, fmt)
+    if export_method == "scripting":
+        _check_scripting(model, spec, fmt)
     model.eval()
-    image = sample_image(sample_inputs).to(model.device)
+    image = sample_image(sample_inputs).to(next(model.parameters()).device)
     os.makedirs(output_dir, exist_ok=True)
     if export_method == "scripting":
         return _export_scripting(cfg, model, spec, fmt, image, output_dir, dump_ir)
@@ -106,14 +108,17 @@ def export_model(cfg, model, sample_inputs, fmt, output_dir, export_method="trac
     return _write_sidecar(meta, output_dir)
 
 
-def _export_scripting(cfg, model, spec, fmt, image, output_dir, dump_ir):
-    """torch.jit.script of the spec's scripting adapter; its outputs are a dict of fields."""
-    name = type(model).__name__
+def _check_scripting(model, spec, fmt):
     if fmt != "torchscript":
         raise UnsupportedExport(f"scripting exports TorchScript only, not {fmt}; use "
                                 "--export-method tracing for onnx")
     if spec.scripting_adapter is None:
-        raise UnsupportedExport(f"{name} cannot be scripted; use --export-method tracing")
+        raise UnsupportedExport(f"{type(model).__name__} cannot be scripted; use "
+                                "--export-method tracing")
+
+
+def _export_scripting(cfg, model, spec, fmt, image, output_dir, dump_ir):
+    """torch.jit.script of the spec's scripting adapter; its outputs are a dict of fields."""
     adapter = spec.scripting_adapter(model).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation

@@ -73,7 +73,8 @@ class ExportedModel:
             out = self._run(image)
         if isinstance(out, dict):  # scripted: the fields; the frame is the image's
             return self.outputs_schema(out, tuple(image.shape[-2:]))
-        return self.outputs_schema(list(out))
+        inst = self.outputs_schema(list(out))
+        return Instances(tuple(int(v) for v in inst.image_size), **inst.get_fields())
 
     def __call__(self, image, height=None, width=None):
         """
