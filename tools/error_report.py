@@ -8,6 +8,7 @@ errors, and the FROC and precision-recall curves; one HTML file that opens from 
         --input output/inference/cxr_phantom_test/coco_instances_results.json \
         [--output errors.html] [--config-file CONFIG] [--iou-type segm] [--score-threshold 0.5]
 """
+
 import sys
 
 from cxr_d2.evaluation.errors_page.cli import main

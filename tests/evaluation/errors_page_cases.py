@@ -2,6 +2,7 @@
 Cases shared by the error-page tests: a hand-worked dataset, and predictions on the tiny
 phantom set (jittered lesions, duplicates, misses and clutter, seeded).
 """
+
 import contextlib
 
 import numpy as np
@@ -47,8 +48,13 @@ HAND_EXPECTED = {
     0.9: {1: (1, 0, 0, 1), 2: (0, 0, 2, 2), 3: (0, 0, 0, 0), 4: (0, 0, 0, 0), 5: (0, 0, 2, 2)},
 }
 # Class b only, threshold 0.
-HAND_EXPECTED_B = {1: (0, 1, 0, 0), 2: (0, 1, 1, 1), 3: (0, 0, 0, 0), 4: (0, 1, 0, 0),
-                   5: (0, 0, 0, 0)}
+HAND_EXPECTED_B = {
+    1: (0, 1, 0, 0),
+    2: (0, 1, 1, 1),
+    3: (0, 0, 0, 0),
+    4: (0, 1, 0, 0),
+    5: (0, 0, 0, 0),
+}
 
 
 def expected(table):
@@ -121,5 +127,9 @@ def _rectangle(box, height, width):
 
 
 def _result(image_id, category_id, box, rng):
-    return {"image_id": image_id, "category_id": category_id,
-            "bbox": [float(v) for v in box], "score": round(float(rng.uniform(0, 1)), 4)}
+    return {
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [float(v) for v in box],
+        "score": round(float(rng.uniform(0, 1)), 4),
+    }

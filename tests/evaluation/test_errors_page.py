@@ -2,6 +2,7 @@
 The error page's counts (tools/error_report.py) against a hand-worked case, pycocotools'
 COCOeval matching and the evaluator's FROC curves; the page file itself (self-contained).
 """
+
 import contextlib
 import io
 import json
@@ -50,10 +51,13 @@ def _cocoeval_counts(coco_gt, results, threshold, iou_thresh, iou_type):
     """TP/FP/FN per image from pycocotools' own greedy matching (COCOeval.evaluateImg)."""
     kept = [dict(r) for r in results if r["score"] >= threshold]
     with contextlib.redirect_stdout(io.StringIO()):
-        ev = COCOeval(coco_gt, coco_gt.loadRes(kept) if kept else make_coco(
-            dict(coco_gt.dataset, annotations=[])), iou_type)
+        ev = COCOeval(
+            coco_gt,
+            coco_gt.loadRes(kept) if kept else make_coco(dict(coco_gt.dataset, annotations=[])),
+            iou_type,
+        )
         ev.params.iouThrs = np.array([iou_thresh])
-        ev.params.maxDets = [10 ** 6]
+        ev.params.maxDets = [10**6]
         ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e10]], ["all"]
         ev.evaluate()
     out = {img: [0, 0, 0] for img in coco_gt.getImgIds()}
@@ -69,8 +73,9 @@ def _cocoeval_counts(coco_gt, results, threshold, iou_thresh, iou_type):
     return out
 
 
-@pytest.mark.parametrize("threshold,iou_type", [(0.0, "bbox"), (0.35, "bbox"), (0.7, "bbox"),
-                                                (0.35, "segm")])
+@pytest.mark.parametrize(
+    "threshold,iou_type", [(0.0, "bbox"), (0.35, "bbox"), (0.7, "bbox"), (0.35, "segm")]
+)
 def test_counts_equal_cocoeval_matching(tiny_phantom, threshold, iou_type):
     coco = _coco(PHANTOM)
     results = phantom_results(PHANTOM, masks=iou_type == "segm")
@@ -82,15 +87,19 @@ def test_counts_equal_cocoeval_matching(tiny_phantom, threshold, iou_type):
 
 def _vertices(points):
     """The evaluator's step-curve vertices: first point of each sensitivity, and the last."""
-    return [p for k, p in enumerate(points)
-            if k == 0 or p[1] != points[k - 1][1] or k == len(points) - 1]
+    return [
+        p
+        for k, p in enumerate(points)
+        if k == 0 or p[1] != points[k - 1][1] or k == len(points) - 1
+    ]
 
 
 def test_counts_give_the_evaluators_froc(tiny_phantom, tmp_path):
     coco = _coco(PHANTOM)
     results = phantom_results(PHANTOM)
-    evaluator = CXRCOCOEvaluator(PHANTOM, distributed=False, output_dir=str(tmp_path),
-                                 agnostic=False, backend="pycocotools")
+    evaluator = CXRCOCOEvaluator(
+        PHANTOM, distributed=False, output_dir=str(tmp_path), agnostic=False, backend="pycocotools"
+    )
     evaluator.evaluate_results(results, where="test")
     froc = json.loads((tmp_path / "evaluation.json").read_text())["froc"]["bbox"]["classes"]
     names = {c["id"]: c["name"] for c in coco.dataset["categories"]}
@@ -101,8 +110,9 @@ def test_counts_give_the_evaluators_froc(tiny_phantom, tmp_path):
             counts = count_errors(coco, results, t, category_ids=cats).values()
             tp, fp = sum(c.tp for c in counts), sum(c.fp for c in counts)
             points.append((fp / len(counts), tp / sum(c.lesions for c in counts)))
-        np.testing.assert_allclose(_vertices(points), np.c_[froc[name]["fppi"],
-                                                             froc[name]["sens"]], err_msg=name)
+        np.testing.assert_allclose(
+            _vertices(points), np.c_[froc[name]["fppi"], froc[name]["sens"]], err_msg=name
+        )
 
 
 def test_page_is_self_contained_and_holds_pythons_counts(tiny_phantom, tmp_path):
@@ -119,9 +129,11 @@ def test_page_is_self_contained_and_holds_pythons_counts(tiny_phantom, tmp_path)
     refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page)
     assert all(r.startswith("data:") for r in refs), refs[:3]
     assert not re.search(r"<link|url\(|https?://(?!www\.w3\.org/2000/svg)", page)
-    data = json.loads(re.search(
-        r'<script type="application/json" id="page-data">(.*?)</script>', page, re.S
-    ).group(1))
+    data = json.loads(
+        re.search(
+            r'<script type="application/json" id="page-data">(.*?)</script>', page, re.S
+        ).group(1)
+    )
     assert data["python_totals"]["tp"] == tp and len(data["images"]) == len(counts)
     assert all(im["thumb"].startswith("data:image/jpeg;base64,") for im in data["images"])
 
@@ -140,7 +152,9 @@ def test_bad_input_is_one_line(tmp_path):
         rc, err = run("--dataset", name, "--input", str(preds))
         assert rc == 1 and re.fullmatch(
             r"error: predictions file .*p.json: prediction 0 \(image_id 1\) has category_id 7, "
-            r"which the dataset does not have .*\n", err)
+            r"which the dataset does not have .*\n",
+            err,
+        )
         rc, err = run("--dataset", name, "--input", str(tmp_path / "missing.json"))
         assert rc == 1 and "missing.json does not exist" in err
         rc, err = run("--dataset", name, "--input", str(preds), "--iou-thresh", "0")
@@ -155,3 +169,27 @@ def test_missing_image_gets_a_note_not_a_failure():
     assert skipped == 5 and all(im["thumb"] is None for im in data["images"])
     assert "hand1.png" in data["images"][0]["note"]
     assert data["python_totals"] == {"tp": 3, "fp": 4, "fn": 2}  # HAND_EXPECTED[0.5]
+
+
+def test_dataset_and_hit_iou_from_the_config(tmp_path):
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps(hand_results()))
+    out = io.StringIO()
+    with hand_dataset() as name:
+        argv = [
+            "--input",
+            str(preds),
+            "--score-threshold",
+            "0",
+            "--config-file",
+            "configs/Phantom/retinanet_R_18_FPN_cpu.yaml",
+            "DATASETS.TEST",
+            f"('{name}',)",
+            "CXR.EVAL.FROC.IOU_THRESH",
+            "0.3",
+        ]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            assert main(argv) == 0
+    # IoU >= 0.3: the b detection of image 2 (IoU 1/3) finds its lesion, and on image 5 B
+    # (IoU 1/3 with the second lesion) finds the one A left: TP 5, FP 4, nothing missed.
+    assert "at score >= 0: TP 5, FP 4, missed 0;" in out.getvalue()

@@ -4,6 +4,7 @@ chromedriver): the counts it shows equal Python's and the evaluator's, the score
 the class filter recompute them as Python does, sorting follows the errors, nothing is fetched.
 Skipped where chromium is absent, unless $CI is set (then it fails: .ci/run installs it).
 """
+
 import contextlib
 import io
 import json
@@ -50,10 +51,17 @@ def browser(tmp_path_factory):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # The driver's path is given: selenium-manager is never run (it would download one).
@@ -75,8 +83,13 @@ def phantom_page(tiny_phantom, tmp_path_factory):
     """(page URI, pycocotools COCO, results, the evaluator's FROC classes)."""
     tmp = tmp_path_factory.mktemp("errors_page")
     results = phantom_results(PHANTOM)
-    evaluator = CXRCOCOEvaluator(PHANTOM, distributed=False, output_dir=str(tmp / "eval"),
-                                 agnostic=False, backend="pycocotools")
+    evaluator = CXRCOCOEvaluator(
+        PHANTOM,
+        distributed=False,
+        output_dir=str(tmp / "eval"),
+        agnostic=False,
+        backend="pycocotools",
+    )
     evaluator.evaluate_results(results, where="test")
     froc = json.loads((tmp / "eval" / "evaluation.json").read_text())["froc"]["bbox"]["classes"]
     coco = make_coco(dataset_ground_truth(PHANTOM)[0])
@@ -85,8 +98,9 @@ def phantom_page(tiny_phantom, tmp_path_factory):
 
 def _shown(driver):
     """{image_id: (tp, fp, fn)} read from the captions, and the totals."""
-    cards = {int(i): tuple(int(s.split()[1]) for s in c) for i, *c in
-             driver.execute_script(CARDS_JS)}
+    cards = {
+        int(i): tuple(int(s.split()[1]) for s in c) for i, *c in driver.execute_script(CARDS_JS)
+    }
     totals = tuple(int(driver.find_element("id", f"total-{k}").text) for k in ("tp", "fp", "fn"))
     return cards, totals
 
@@ -131,7 +145,8 @@ def test_counts_slider_class_filter_and_sorting(browser, phantom_page):
     counts = count_errors(coco, results, 0.25, category_ids=[cat["id"]])
     assert _shown(browser) == _python(counts)
     drawn = browser.execute_script(
-        "return ['tp', 'fp', 'fn'].map(k => document.querySelectorAll('rect.box.' + k).length)")
+        "return ['tp', 'fp', 'fn'].map(k => document.querySelectorAll('rect.box.' + k).length)"
+    )
     assert tuple(drawn) == _python(counts)[1]
     Select(browser.find_element("id", "sort")).select_by_value("fn")
     shown_order = [int(i) for i, *_ in browser.execute_script(CARDS_JS)]
@@ -150,8 +165,9 @@ def test_curves_equal_the_evaluators(browser, phantom_page):
     browser.get(uri)
     from selenium.webdriver.support.ui import Select
 
-    np.testing.assert_allclose(_curve(browser, "froc"),
-                               np.c_[froc["overall"]["fppi"], froc["overall"]["sens"]])
+    np.testing.assert_allclose(
+        _curve(browser, "froc"), np.c_[froc["overall"]["fppi"], froc["overall"]["sens"]]
+    )
     # PR: precision and recall at every distinct score, from Python's counts.
     pr = []
     for t in sorted({r["score"] for r in results}, reverse=True):
@@ -160,8 +176,9 @@ def test_curves_equal_the_evaluators(browser, phantom_page):
     np.testing.assert_allclose(_curve(browser, "pr"), pr)
     cat = coco.dataset["categories"][2]
     Select(browser.find_element("id", "class-filter")).select_by_visible_text(cat["name"])
-    np.testing.assert_allclose(_curve(browser, "froc"),
-                               np.c_[froc[cat["name"]]["fppi"], froc[cat["name"]]["sens"]])
+    np.testing.assert_allclose(
+        _curve(browser, "froc"), np.c_[froc[cat["name"]]["fppi"], froc[cat["name"]]["sens"]]
+    )
 
 
 def test_nothing_is_fetched(browser, phantom_page):
@@ -191,8 +208,21 @@ def test_mask_matching_in_the_page(browser, phantom_page, tmp_path):
     preds = tmp_path / "coco_instances_results.json"
     preds.write_text(json.dumps(results))
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert main(["--dataset", PHANTOM, "--input", str(preds), "--iou-type", "segm",
-                     "--thumb-size", "32"]) == 0
+        assert (
+            main(
+                [
+                    "--dataset",
+                    PHANTOM,
+                    "--input",
+                    str(preds),
+                    "--iou-type",
+                    "segm",
+                    "--thumb-size",
+                    "32",
+                ]
+            )
+            == 0
+        )
     browser.get((tmp_path / "errors.html").as_uri())
     for t in ("0.35", "0.6"):
         browser.execute_script(SET_SLIDER_JS, t)

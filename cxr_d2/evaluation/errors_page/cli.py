@@ -24,19 +24,38 @@ PAGE_FILE = "errors.html"
 def error_report_parser():
     p = argparse.ArgumentParser(description="Write the error-analysis HTML page of predictions")
     p.add_argument("--input", required=True, help="coco_instances_results.json")
-    p.add_argument("--dataset", default=None,
-                   help="the registered dataset that was evaluated (default: the config's "
-                        "DATASETS.TEST[0])")
-    p.add_argument("--output", default=None,
-                   help=f"the HTML file (default: {PAGE_FILE} beside --input)")
-    p.add_argument("--config-file", default=None,
-                   help="the run's config: IoU of a hit from CXR.EVAL.FROC.IOU_THRESH, dataset")
-    p.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox",
-                   help="what decides a hit: boxes, or masks (boxes are drawn either way)")
-    p.add_argument("--iou-thresh", type=float, default=None,
-                   help="least IoU of a hit (default: the config's, else 0.5)")
-    p.add_argument("--score-threshold", type=float, default=0.5,
-                   help="the slider's first position: keep scores >= this")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="the registered dataset that was evaluated (default: the config's "
+        "DATASETS.TEST[0])",
+    )
+    p.add_argument(
+        "--output", default=None, help=f"the HTML file (default: {PAGE_FILE} beside --input)"
+    )
+    p.add_argument(
+        "--config-file",
+        default=None,
+        help="the run's config: IoU of a hit from CXR.EVAL.FROC.IOU_THRESH, dataset",
+    )
+    p.add_argument(
+        "--iou-type",
+        choices=("bbox", "segm"),
+        default="bbox",
+        help="what decides a hit: boxes, or masks (boxes are drawn either way)",
+    )
+    p.add_argument(
+        "--iou-thresh",
+        type=float,
+        default=None,
+        help="least IoU of a hit (default: the config's, else 0.5)",
+    )
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.5,
+        help="the slider's first position: keep scores >= this",
+    )
     p.add_argument("--thumb-size", type=int, default=256, help="thumbnail's longer side, px")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return p
@@ -76,15 +95,22 @@ def main(argv=None):
         dataset, iou = _settings(args)
         results = load_results_file(args.input)
         data, counts, skipped = build_page_data(
-            dataset, results, f"predictions file {args.input}", iou_type=args.iou_type,
-            iou_thresh=iou, threshold=args.score_threshold, thumb_size=args.thumb_size,
+            dataset,
+            results,
+            f"predictions file {args.input}",
+            iou_type=args.iou_type,
+            iou_thresh=iou,
+            threshold=args.score_threshold,
+            thumb_size=args.thumb_size,
         )
         write_page(output, data)
     except CXRError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     t = data["python_totals"]
-    print(f"{len(counts)} images of {dataset} ({skipped} without thumbnail); at score >= "
-          f"{args.score_threshold:g}: TP {t['tp']}, FP {t['fp']}, missed {t['fn']}; "
-          f"written to {output}")
+    print(
+        f"{len(counts)} images of {dataset} ({skipped} without thumbnail); at score >= "
+        f"{args.score_threshold:g}: TP {t['tp']}, FP {t['fp']}, missed {t['fn']}; "
+        f"written to {output}"
+    )
     return 0

@@ -39,9 +39,7 @@ def group_by_key(coco_gt, results):
     return gts, dets
 
 
-def count_errors(
-    coco_gt, results, threshold, iou_type="bbox", iou_thresh=0.5, category_ids=None
-):
+def count_errors(coco_gt, results, threshold, iou_type="bbox", iou_thresh=0.5, category_ids=None):
     """
     Count TP, FP and missed lesions of every image at a score threshold.
 
@@ -57,18 +55,17 @@ def count_errors(
         dict: image_id -> Counts, for every image of `coco_gt`.
     """
     gts, dets = group_by_key(coco_gt, results)
-    cats = sorted(coco_gt.getCatIds()) if category_ids is None else list(category_ids)
-    out = {}
-    for img in sorted(coco_gt.getImgIds()):
-        tp = fp = lesions = 0
-        for cat in cats:
-            kept = [d for d in dets.get((img, cat), []) if d["score"] >= threshold]
-            _, labels, n = froc_labels(gts.get((img, cat), []), kept, iou_type, iou_thresh, coco_gt)
-            tp += int((labels == 1).sum())
-            fp += int((labels == 0).sum())
-            lesions += n
-        out[img] = Counts(tp, fp, lesions - tp, lesions)
-    return out
+    cats = set(coco_gt.getCatIds() if category_ids is None else category_ids)
+    counts = {img: np.zeros(3, dtype=np.int64) for img in sorted(coco_gt.getImgIds())}
+    for img, cat in set(gts) | set(dets):  # an image and class without either counts nothing
+        if cat not in cats:
+            continue
+        kept = [d for d in dets.get((img, cat), []) if d["score"] >= threshold]
+        _, labels, n = froc_labels(gts.get((img, cat), []), kept, iou_type, iou_thresh, coco_gt)
+        counts[img] += [(labels == 1).sum(), (labels == 0).sum(), n]
+    return {
+        img: Counts(int(tp), int(fp), int(n - tp), int(n)) for img, (tp, fp, n) in counts.items()
+    }
 
 
 def _region(item, iou_type, coco_gt=None):
@@ -101,5 +98,7 @@ def candidate_pairs(gts, dets, iou_type="bbox", iou_thresh=0.5, coco_gt=None):
         [_region(d, iou_type) for d in dets], [_region(g, iou_type, coco_gt) for g in gts], crowd
     )
     ious = np.asarray(ious).reshape(len(dets), len(gts))
-    return [[(int(j), float(ious[i, j])) for j in np.flatnonzero(row >= iou_thresh)]
-            for i, row in enumerate(ious)]
+    return [
+        [(int(j), float(ious[i, j])) for j in np.flatnonzero(row >= iou_thresh)]
+        for i, row in enumerate(ious)
+    ]

@@ -50,8 +50,14 @@ def _images(gt, files, thumb_size):
     images, skipped = [], 0
     for im in gt["images"]:
         path = files.get(im["id"], im.get("file_name", ""))
-        entry = {"id": im["id"], "name": str(path).replace("\\", "/").rsplit("/", 1)[-1],
-                 "w": im["width"], "h": im["height"], "thumb": None, "note": ""}
+        entry = {
+            "id": im["id"],
+            "name": str(path).replace("\\", "/").rsplit("/", 1)[-1],
+            "w": im["width"],
+            "h": im["height"],
+            "thumb": None,
+            "note": "",
+        }
         try:
             entry["thumb"] = thumbnail_uri(path, thumb_size)
         except DatasetError as e:
@@ -66,8 +72,15 @@ def _matching_data(coco, results, image_index, class_index, iou_type, iou_thresh
     """The page's `gts` and `dets` lists (image and class as page indices)."""
     anns = coco.dataset.get("annotations", [])
     gt_index = {id(a): k for k, a in enumerate(anns)}
-    gts = [{"i": image_index[a["image_id"]], "c": class_index[a["category_id"]],
-            "b": a["bbox"], "crowd": int(a.get("iscrowd", 0))} for a in anns]
+    gts = [
+        {
+            "i": image_index[a["image_id"]],
+            "c": class_index[a["category_id"]],
+            "b": a["bbox"],
+            "crowd": int(a.get("iscrowd", 0)),
+        }
+        for a in anns
+    ]
     pairs = {}
     gt_groups, det_groups = group_by_key(coco, results)
     for key, group in det_groups.items():
@@ -75,13 +88,30 @@ def _matching_data(coco, results, image_index, class_index, iou_type, iou_thresh
         found = candidate_pairs(group_gts, group, iou_type, iou_thresh, coco)
         for r, candidates in zip(group, found):
             pairs[id(r)] = [[gt_index[id(group_gts[j])], iou] for j, iou in candidates]
-    dets = [{"i": image_index[r["image_id"]], "c": class_index[r["category_id"]],
-             "s": r["score"], "b": r["bbox"], "m": pairs[id(r)]} for r in results]
+    dets = [
+        {
+            "i": image_index[r["image_id"]],
+            "c": class_index[r["category_id"]],
+            "s": r["score"],
+            "b": r["bbox"],
+            "m": pairs[id(r)],
+        }
+        for r in results
+    ]
     return gts, dets
 
 
-def build_page_data(dataset_name, results, where, *, iou_type="bbox", iou_thresh=0.5,
-                    threshold=0.5, thumb_size=256, title=None):
+def build_page_data(
+    dataset_name,
+    results,
+    where,
+    *,
+    iou_type="bbox",
+    iou_thresh=0.5,
+    threshold=0.5,
+    thumb_size=256,
+    title=None,
+):
     """
     Everything the page shows, as one JSON-able dict.
 
@@ -101,8 +131,14 @@ def build_page_data(dataset_name, results, where, *, iou_type="bbox", iou_thresh
     """
     gt, files = dataset_ground_truth(dataset_name)
     categories = sorted(gt["categories"], key=lambda c: c["id"])
-    results = check_results(results, {c["id"] for c in categories}, image_sizes(gt), where,
-                            class_names=[c["name"] for c in categories], tasks=(iou_type,))
+    results = check_results(
+        results,
+        {c["id"] for c in categories},
+        image_sizes(gt),
+        where,
+        class_names=[c["name"] for c in categories],
+        tasks=(iou_type,),
+    )
     coco = make_coco(gt, "pycocotools")
     image_index = {im["id"]: k for k, im in enumerate(gt["images"])}
     class_index = {c["id"]: k for k, c in enumerate(categories)}
@@ -142,10 +178,13 @@ def render_html(data):
     """The page: assets/page.html with the CSS, the JavaScript and `data` inlined."""
     # "</" inside the JSON would close its <script> element.
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    parts = {"TITLE": html.escape(data["title"]), "CSS": _asset("page.css"),
-             "JS": _asset("page.js"), "DATA": payload}
-    return re.sub(r"\{\{(TITLE|CSS|JS|DATA)\}\}", lambda m: parts[m.group(1)],
-                  _asset("page.html"))
+    parts = {
+        "TITLE": html.escape(data["title"]),
+        "CSS": _asset("page.css"),
+        "JS": _asset("page.js"),
+        "DATA": payload,
+    }
+    return re.sub(r"\{\{(TITLE|CSS|JS|DATA)\}\}", lambda m: parts[m.group(1)], _asset("page.html"))
 
 
 def write_page(path, data):
