@@ -103,5 +103,9 @@ def main(argv=None):
         print("error: the exported model's detections differ from PyTorch's", file=sys.stderr)
         return 1
     if args.run_eval:
-        print_csv_format(run_eval(cfg, exported, args.output))
+        metrics = run_eval(cfg, exported, args.output)
+        print_csv_format(metrics)
+        for task, values in metrics.items():
+            print(f"{task} of the exported model on {cfg.DATASETS.TEST[0]}: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
     return 0
