@@ -6,8 +6,19 @@ the product score, boxes, class-wise NMS over all levels, the best per image.
 import torch
 from detectron2.layers import batched_nms
 from detectron2.structures import Boxes, Instances
+from torch.nn import functional as F
 
-__all__ = ["fcos_detections", "keep_top_scores"]
+__all__ = ["at_most", "fcos_detections", "keep_top_scores"]
+
+
+def at_most(tensor, k):
+    """
+    min(k, len(tensor)): an int, or under `torch.jit.trace` a 0-dim tensor computed from
+    the traced shape, so that an exported graph keeps the count dynamic instead of freezing
+    the sample's.
+    """
+    num = tensor.shape[0]
+    return torch.clamp(num, max=k) if isinstance(num, torch.Tensor) else min(num, k)
 
 
 def _select_level(logits, ctrness, score_thresh, topk_candidates, thresh_with_ctr):
@@ -24,7 +35,7 @@ def _select_level(logits, ctrness, score_thresh, topk_candidates, thresh_with_ct
     keep = (prob if thresh_with_ctr else cls) > score_thresh
     scores, idxs = prob[keep], torch.nonzero(keep)
     scores, order = scores.sort(descending=True)
-    num = min(topk_candidates, len(order))
+    num = at_most(order, topk_candidates)
     loc, classes = idxs[order[:num]].unbind(dim=1)
     return scores[:num], loc, classes
 
@@ -40,11 +51,13 @@ def keep_top_scores(scores, max_detections):
     Returns:
         (Q,) long indices into `scores`, in their order.
     """
-    num = len(scores)
-    if not 0 < max_detections < num:
-        return torch.arange(num, device=scores.device)
-    thresh, _ = torch.kthvalue(scores.cpu(), num - max_detections + 1)
-    return torch.nonzero(scores >= thresh.item()).squeeze(1)
+    if max_detections <= 0:
+        return torch.arange(scores.shape[0], device=scores.device)
+    # the max_detections-th best score, or the lowest float (keep all) when there are fewer
+    lowest = torch.finfo(scores.dtype).min
+    ranked = F.pad(scores.sort(descending=True).values, (0, 1), value=lowest)  # (P + 1,)
+    thresh = ranked[at_most(scores, max_detections - 1)]
+    return torch.nonzero(scores >= thresh).squeeze(1)
 
 
 def fcos_detections(
