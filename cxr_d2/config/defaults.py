@@ -40,6 +40,15 @@ def add_cxr_config(cfg):
     # Let an annotation's file_name name a file outside its dataset's folder (absolute or
     # with ../); off, such an image is reported and skipped.
     cfg.CXR.DATA.ALLOW_FILES_OUTSIDE_ROOT = False
+    # Decoded images cached as .npy (cxr_d2/data/image_cache.py): filled on first use (or by
+    # tools/cache_images.py), keyed by the file's content and the decoding settings.
+    cfg.CXR.DATA.IMAGE_CACHE = CN()
+    cfg.CXR.DATA.IMAGE_CACHE.ENABLED = False
+    # The cache folder; "" = $CXR_DATASETS/.cache (./datasets/.cache).
+    cfg.CXR.DATA.IMAGE_CACHE.DIR = ""
+    # Shrink cached images so the longer side is at most this (annotations scaled to match,
+    # predictions still in the original pixels); 0 = keep the native size.
+    cfg.CXR.DATA.IMAGE_CACHE.MAX_SIZE = 0
 
     # Refuse to start a run whose OUTPUT_DIR has less free disk space than this (MB): a
     # checkpoint of a ResNet-50 model with its optimizer state is ~0.5 GB. 0 = no check.

@@ -20,6 +20,8 @@ from detectron2.data import transforms as T
 
 from ..errors import DatasetError
 from .dicom import read_image
+from .image_cache import ImageCache, cached_size
+from .masks import mask_to_rle
 
 __all__ = ["CXRDatasetMapper"]
 
@@ -35,18 +37,53 @@ class CXRDatasetMapper(DatasetMapper):
     """
 
     @configurable
-    def __init__(self, is_train=True, **kwargs):
+    def __init__(self, is_train=True, image_cache=None, **kwargs):
+        """
+        Args:
+            image_cache (ImageCache or None): read decoded images through this cache.
+            kwargs: DatasetMapper's arguments.
+        """
         super().__init__(is_train, **kwargs)
+        self.image_cache = image_cache
         self.skipped = 0
 
+    @classmethod
+    def from_config(cls, cfg, is_train=True):
+        return dict(super().from_config(cfg, is_train), image_cache=ImageCache.from_config(cfg))
+
     def _read(self, dataset_dict):
-        """(H, W, C) uint8 image in `image_format`, size-checked; DatasetError if unusable."""
-        image = read_image(dataset_dict["file_name"], self.image_format)
+        """(H, W, C) uint8 image in `image_format`, size-checked; DatasetError if unusable.
+        From a cache with MAX_SIZE it may be smaller than the record's size, by
+        `cached_size`."""
+        name = dataset_dict["file_name"]
+        if self.image_cache is None:
+            image = read_image(name, self.image_format)
+        else:
+            image = self.image_cache.read(name, self.image_format)
+        expected = dataset_dict.get("height"), dataset_dict.get("width")
+        if self.image_cache is not None and None not in expected:
+            expected = cached_size(*expected, self.image_cache.max_size)
+            dataset_dict = dict(dataset_dict, height=expected[0], width=expected[1])
         try:
             d2_utils.check_image_size(dataset_dict, image)
         except d2_utils.SizeMismatchError as e:
-            raise DatasetError(f"{dataset_dict['file_name']}: {e}") from None
+            raise DatasetError(f"{name}: {e}") from None
         return image
+
+    @staticmethod
+    def _to_cached_size(dataset_dict, image):
+        """Scale the annotations of a record whose cached image is smaller than it."""
+        height, width = dataset_dict["height"], dataset_dict["width"]
+        if image.shape[:2] == (height, width) or "annotations" not in dataset_dict:
+            return
+        resize = T.ResizeTransform(height, width, image.shape[0], image.shape[1])
+        annotations = []
+        for ann in dataset_dict["annotations"]:
+            ann = d2_utils.transform_instance_annotations(ann, [resize], image.shape[:2])
+            if isinstance(ann.get("segmentation"), np.ndarray):  # an RLE, resized as a mask
+                ann["segmentation"] = mask_to_rle(ann["segmentation"])
+            annotations.append(ann)
+        dataset_dict["annotations"] = annotations
 
     def _aug_input(self, image, dataset_dict):
         """What the augmentations see: the image alone (subclasses add boxes)."""
@@ -70,6 +107,8 @@ class CXRDatasetMapper(DatasetMapper):
             self.skipped += 1
             logger.warning(f"skipped image ({self.skipped} so far in this process): {e}")
             return None
+        if self.is_train and dataset_dict.get("height"):
+            self._to_cached_size(dataset_dict, image)
         aug_input = self._aug_input(image, dataset_dict)
         transforms = self.augmentations(aug_input)
         image = aug_input.image
