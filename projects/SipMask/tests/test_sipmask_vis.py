@@ -1,4 +1,5 @@
 """SipMask-VIS: tracking branch, matching, tracking loss, pair mapper, evaluator, one step."""
+
 import json
 import math
 import os
@@ -36,7 +37,9 @@ from cxr_d2.engine import Trainer, check_config
 from tests.conftest import one_thread  # noqa: F401
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
-CONFIG = os.path.join(ROOT, "projects", "SipMask", "configs", "vis", "sipmask_vis_R_18_FPN_cpu.yaml")
+CONFIG = os.path.join(
+    ROOT, "projects", "SipMask", "configs", "vis", "sipmask_vis_R_18_FPN_cpu.yaml"
+)
 SEQS = "sipmask_vis_test_seqs"
 CLASSES = ["disc", "square"]
 SMALL = [
@@ -115,9 +118,13 @@ def _cfg(output_dir, *opts):
 
 def test_track_vectors_at_box_centres_by_hand():
     track_map = torch.arange(2 * 4 * 5, dtype=torch.float).view(2, 4, 5)  # (E, H, W), stride 8
-    boxes = torch.tensor([[0.0, 0.0, 16.0, 16.0],  # centre (8, 8) -> cell (x 1, y 1)
-                          [20.0, 2.0, 30.0, 20.0],  # centre (25, 11) -> cell (3, 1)
-                          [60.0, 40.0, 90.0, 50.0]])  # centre (75, 45) -> (9, 5) clamped (4, 3)
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 16.0, 16.0],  # centre (8, 8) -> cell (x 1, y 1)
+            [20.0, 2.0, 30.0, 20.0],  # centre (25, 11) -> cell (3, 1)
+            [60.0, 40.0, 90.0, 50.0],
+        ]
+    )  # centre (75, 45) -> (9, 5) clamped (4, 3)
     out = track_vectors(track_map, boxes, 8)
     expected = [[track_map[e, y, x].item() for e in range(2)] for x, y in ((1, 1), (3, 1), (4, 3))]
     assert out.tolist() == expected
@@ -161,12 +168,19 @@ def test_matching_recovers_a_permutation():
 
 def test_low_similarity_opens_a_new_identity():
     memory = TrackMemory((1.0, 2.0, 10.0))
-    memory.update(torch.tensor([[5.0, 0.0]]), torch.tensor([[0.0, 0, 10, 10]]), torch.ones(1),
-                  torch.tensor([1]))
+    memory.update(
+        torch.tensor([[5.0, 0.0]]),
+        torch.tensor([[0.0, 0, 10, 10]]),
+        torch.ones(1),
+        torch.tensor([1]),
+    )
     # dissimilar (e.m = -5 < 0 of "new"), far away, same class: new identity 1
-    ids = memory.update(torch.tensor([[-1.0, 0.0], [4.0, 0.0]]),
-                        torch.tensor([[80.0, 80, 90, 90], [1.0, 1, 11, 11]]),
-                        torch.tensor([0.8, 0.7]), torch.tensor([1, 1]))
+    ids = memory.update(
+        torch.tensor([[-1.0, 0.0], [4.0, 0.0]]),
+        torch.tensor([[80.0, 80, 90, 90], [1.0, 1, 11, 11]]),
+        torch.tensor([0.8, 0.7]),
+        torch.tensor([1, 1]),
+    )
     assert ids.tolist() == [1, 0]
     assert len(memory) == 2 and memory.labels.tolist() == [1, 1]
 
@@ -227,8 +241,13 @@ def test_reference_box_jitter_bounds():
 
 def test_pair_mapper_applies_one_transform_to_both_frames(tmp_path):
     seq = make_sequences(str(tmp_path), num=1, length=3)[0]
-    mapper = VISPairMapper(is_train=True, augmentations=[T.RandomFlip(0.5)], image_format="BGR",
-                           use_instance_mask=True, instance_mask_format="bitmask")
+    mapper = VISPairMapper(
+        is_train=True,
+        augmentations=[T.RandomFlip(0.5)],
+        image_format="BGR",
+        use_instance_mask=True,
+        instance_mask_format="bitmask",
+    )
     raw = [cv2.imread(f) for f in seq["file_names"]]  # BGR, as the mapper reads
     flips = set()
     for _ in range(12):

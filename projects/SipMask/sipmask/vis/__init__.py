@@ -1,4 +1,5 @@
 """SipMask-VIS: tracking branch, matching, pair/sequence data, YouTube-VIS evaluation."""
+
 from .evaluator import VISEvaluator, ground_truth_vis, sequence_tracks
 from .mapper import VISPairMapper, VISSequenceMapper, frame_record, key_frames
 from .matching import TrackMemory, assign_ids, comprehensive_scores

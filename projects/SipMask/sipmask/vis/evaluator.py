@@ -1,4 +1,5 @@
 """YouTube-VIS evaluation of tracked sequences (evaluator_type "youtube_vis")."""
+
 import itertools
 import logging
 import os
@@ -42,8 +43,9 @@ def sequence_tracks(video_id, frames):
     tracks = defaultdict(lambda: {"scores": [], "classes": [], "segms": {}})
     for t, inst in enumerate(frames):
         masks = inst.pred_masks.cpu().numpy()
-        for k, (tid, score, cls) in enumerate(zip(inst.track_ids.tolist(), inst.scores.tolist(),
-                                                  inst.pred_classes.tolist())):
+        for k, (tid, score, cls) in enumerate(
+            zip(inst.track_ids.tolist(), inst.scores.tolist(), inst.pred_classes.tolist())
+        ):
             tracks[tid]["scores"].append(score)
             tracks[tid]["classes"].append(cls)
             tracks[tid]["segms"][t] = _rle(masks[k])
@@ -67,8 +69,14 @@ def ground_truth_vis(sequences, class_names):
     """
     videos, annotations = [], []
     for s in sequences:
-        videos.append({"id": s["video_id"], "height": s["height"], "width": s["width"],
-                       "length": len(s["file_names"])})
+        videos.append(
+            {
+                "id": s["video_id"],
+                "height": s["height"],
+                "width": s["width"],
+                "length": len(s["file_names"]),
+            }
+        )
         tracks = {}
         for t, frame in enumerate(s["annotations"]):
             for a in frame:
@@ -125,8 +133,9 @@ class VISEvaluator(DatasetEvaluator):
         return OrderedDict(vis=metrics)
 
     def _write(self, tracks, metrics, switches, meta):
-        to_dataset = {v: k for k, v in
-                      getattr(meta, "thing_dataset_id_to_contiguous_id", {}).items()}
+        to_dataset = {
+            v: k for k, v in getattr(meta, "thing_dataset_id_to_contiguous_id", {}).items()
+        }
         results = [{**{k: v for k, v in tr.items() if k != "track_id"},
                     "category_id": to_dataset.get(tr["category_id"], tr["category_id"])}
                    for tr in tracks]  # fmt: skip

@@ -4,6 +4,7 @@ for inference, from the sequence dicts of `cxr_d2.data.datasets.youtube_vis` (on
 sequence: "file_names", "height", "width", "annotations" = per frame a list of instances with
 a track "id").
 """
+
 import copy
 import logging
 import random
@@ -146,10 +147,21 @@ class VISSequenceMapper(CXRDatasetMapper):
             image = self._read(record)
             aug_input = self._aug_input(image, record)
             self.augmentations(aug_input)
-            frames.append({"file_name": name, "height": sequence["height"],
-                           "width": sequence["width"], "image": _to_tensor(aug_input.image)})
-        return {"video_id": sequence["video_id"], "height": sequence["height"],
-                "width": sequence["width"], "length": len(frames), "frames": frames}
+            frames.append(
+                {
+                    "file_name": name,
+                    "height": sequence["height"],
+                    "width": sequence["width"],
+                    "image": _to_tensor(aug_input.image),
+                }
+            )
+        return {
+            "video_id": sequence["video_id"],
+            "height": sequence["height"],
+            "width": sequence["width"],
+            "length": len(frames),
+            "frames": frames,
+        }
 
 
 def _to_tensor(image):

@@ -2,6 +2,7 @@
 Matching detections to stored identities between frames, as MaskTrack R-CNN (Yang et al.,
 ICCV 2019) and the official SipMask-VIS code do it (`compute_comp_scores`, `get_bboxes`).
 """
+
 from typing import Optional, Sequence
 
 import torch
@@ -11,8 +12,7 @@ from torch.nn import functional as F
 __all__ = ["comprehensive_scores", "assign_ids", "TrackMemory"]
 
 
-def comprehensive_scores(embeds, memory_embeds, scores, ious, same_label,
-                         weights: Sequence[float]):
+def comprehensive_scores(embeds, memory_embeds, scores, ious, same_label, weights: Sequence[float]):
     """
     The matching score of each detection against "new" (column 0) and each stored identity
     (columns 1..M): log softmax over [0, e·m_1, ..., e·m_M], plus w_score * log(score) (the
@@ -100,8 +100,12 @@ class TrackMemory:
             self.embeds, self.boxes, self.labels = embeds.clone(), boxes.clone(), labels.clone()
             return torch.arange(len(embeds), device=embeds.device)
         comp = comprehensive_scores(
-            embeds, self.embeds, scores, pairwise_iou(Boxes(boxes), Boxes(self.boxes)),
-            labels[:, None] == self.labels[None, :], self.weights,
+            embeds,
+            self.embeds,
+            scores,
+            pairwise_iou(Boxes(boxes), Boxes(self.boxes)),
+            labels[:, None] == self.labels[None, :],
+            self.weights,
         )
         ids = assign_ids(comp)
         matched = ids >= 0

@@ -1,4 +1,5 @@
 """SipMask-VIS (Cao et al., ECCV 2020, Sec. 3.4): SipMask plus a tracking branch."""
+
 import logging
 
 import torch
@@ -39,9 +40,17 @@ class SipMaskVIS(SipMask):
     """
 
     @configurable
-    def __init__(self, *, track_head: TrackHead, track_in_levels, track_stride: int,
-                 match_weights=(1.0, 2.0, 10.0), track_loss_weight=1.0, ref_box_jitter=0.05,
-                 **kwargs):
+    def __init__(
+        self,
+        *,
+        track_head: TrackHead,
+        track_in_levels,
+        track_stride: int,
+        match_weights=(1.0, 2.0, 10.0),
+        track_loss_weight=1.0,
+        ref_box_jitter=0.05,
+        **kwargs,
+    ):
         """
         Args:
             track_head: maps the levels `track_in_levels` (indices into the head's input
@@ -170,16 +179,18 @@ class SipMaskVIS(SipMask):
             features = self.backbone(images.tensor)
             features = [features[f] for f in self.head_in_features]
             r = self.forward_inference(images, features, self.head(features))[0]
-            embeds = track_vectors(self.track_map(features)[0], r.pred_boxes.tensor,
-                                   self.track_stride)
+            embeds = track_vectors(
+                self.track_map(features)[0], r.pred_boxes.tensor, self.track_stride
+            )
             ids = memory.update(embeds, r.pred_boxes.tensor, r.scores, r.pred_classes)
             r = r[ids >= 0]
             r.track_ids = ids[ids >= 0]
             r.keep_index = torch.arange(len(r), device=ids.device)
             image_size = images.image_sizes[0]
             track_ids = r.track_ids
-            out = self._to_output(r, image_size, frame.get("height", image_size[0]),
-                                  frame.get("width", image_size[1]))
+            out = self._to_output(
+                r, image_size, frame.get("height", image_size[0]), frame.get("width", image_size[1])
+            )
             if not out.has("track_ids"):  # the official path rebuilds the Instances
                 out.track_ids = track_ids
             frames.append({"instances": out})

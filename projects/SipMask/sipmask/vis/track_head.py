@@ -1,4 +1,5 @@
 """SipMask-VIS's tracking branch: a tracking feature map fused over levels, one vector per box."""
+
 from typing import List
 
 import torch
@@ -23,8 +24,9 @@ class TrackHead(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, in_channels: int, num_levels: int, num_convs: int, embed_dim: int,
-                 norm: str = "GN"):
+    def __init__(
+        self, *, in_channels: int, num_levels: int, num_convs: int, embed_dim: int, norm: str = "GN"
+    ):
         """
         Args:
             in_channels: channels of each FPN level (the convs keep them).

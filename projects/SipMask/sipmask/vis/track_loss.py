@@ -1,4 +1,5 @@
 """MaskTrack R-CNN's tracking loss, as the official SipMask-VIS trains it."""
+
 import torch
 from torch.nn import functional as F
 
@@ -18,8 +19,9 @@ def tracking_loss(key_embeds, ref_embeds, targets):
     Returns:
         scalar mean over the P positives, and (P,) the predicted column (for the accuracy).
     """
-    logits = torch.cat([key_embeds.new_zeros(len(key_embeds), 1), key_embeds @ ref_embeds.t()],
-                       dim=1)
+    logits = torch.cat(
+        [key_embeds.new_zeros(len(key_embeds), 1), key_embeds @ ref_embeds.t()], dim=1
+    )
     return F.cross_entropy(logits, targets), logits.argmax(dim=1)
 
 
@@ -45,7 +47,8 @@ def jitter_boxes(boxes, amplitude, generator=None):
         (R, 4) XYXY.
     """
     offsets = torch.empty(len(boxes), 4, device=boxes.device).uniform_(
-        -amplitude, amplitude, generator=generator)
+        -amplitude, amplitude, generator=generator
+    )
     ctr = (boxes[:, :2] + boxes[:, 2:]) / 2
     wh = (boxes[:, 2:] - boxes[:, :2]).abs()
     ctr = ctr + wh * offsets[:, :2]

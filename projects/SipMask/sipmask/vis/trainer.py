@@ -1,4 +1,5 @@
 """Data and evaluation of SipMaskVIS runs, found by cxr-d2's Trainer through its registry."""
+
 import os
 
 from detectron2.data import (
@@ -39,7 +40,8 @@ class VISTrainer(Trainer):
     def build_test_loader(cls, cfg, dataset_name):
         require_images(cfg, "TEST", [dataset_name])
         return build_detection_test_loader(
-            DatasetCatalog.get(dataset_name), mapper=VISSequenceMapper(cfg),
+            DatasetCatalog.get(dataset_name),
+            mapper=VISSequenceMapper(cfg),
             num_workers=cfg.DATALOADER.NUM_WORKERS,
         )
 
