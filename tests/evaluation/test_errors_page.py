@@ -193,3 +193,34 @@ def test_dataset_and_hit_iou_from_the_config(tmp_path):
     # IoU >= 0.3: the b detection of image 2 (IoU 1/3) finds its lesion, and on image 5 B
     # (IoU 1/3 with the second lesion) finds the one A left: TP 5, FP 4, nothing missed.
     assert "at score >= 0: TP 5, FP 4, missed 0;" in out.getvalue()
+
+
+def test_benchmark_tool_runs(tiny_phantom, tmp_path):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from cxr_d2.evaluation.errors_page import benchmark
+
+    out = io.StringIO()
+    argv = [
+        "--images",
+        "40",
+        "--clutter",
+        "1",
+        "--repeat",
+        "1",
+        "--thumb-size",
+        "32",
+        "--output",
+        str(tmp_path / "b.html"),
+    ]
+    try:
+        with contextlib.redirect_stdout(out):
+            assert benchmark.main(argv) == 0
+    finally:
+        DatasetCatalog.remove(benchmark.NAME)
+        MetadataCatalog.remove(benchmark.NAME)
+    lesions = sum(len(r["annotations"]) for r in DatasetCatalog.get(PHANTOM))
+    # 40 images: the 32 films, then the first 8 again; one hit per lesion and one clutter box.
+    first8 = sum(len(r["annotations"]) for r in DatasetCatalog.get(PHANTOM)[:8])
+    assert f"40 images, {lesions + first8 + 40} predictions" in out.getvalue()
+    assert (tmp_path / "b.html").stat().st_size > 0
