@@ -117,3 +117,25 @@ def test_two_configs_with_one_stem_are_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match="same run folder"):
         expand(load_matrix(_write(tmp_path, text)))
+
+
+def test_the_example_matrices_expand_to_registered_datasets(tmp_path):
+    """configs/sweeps/*.yaml: each loads and expands (datasets from the configs where the
+    matrix names none), every split registered; table1_nih: 13 configs x 3 seeds x 2 = 78."""
+    from cxr_d2.sweep.cli import _check_datasets, _config_dataset
+
+    from tests.helpers import REPO_ROOT
+
+    folder = os.path.join(REPO_ROOT, "configs", "sweeps")
+    counts = {}
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        for name in sorted(os.listdir(folder)):
+            m = load_matrix(os.path.join("configs", "sweeps", name))
+            runs = expand(m, default_dataset=_config_dataset)
+            _check_datasets(m, runs)
+            counts[name] = len(runs)
+    finally:
+        os.chdir(cwd)
+    assert counts == {"lr_random_uml.yaml": 24, "phantom_demo.yaml": 8, "table1_nih.yaml": 78}
