@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
-from .dicom import read_image
+from .dicom import is_dicom, read_dicom, read_image
+from .image_io import gray_to_format
 from .paths import DATASETS_ROOT
 
 __all__ = ["DECODER_VERSION", "ImageCache", "cached_size"]
@@ -64,7 +65,7 @@ class ImageCache:
 
     def key(self, path, fmt):
         """The entry's name: a hash of the file's bytes and of the settings."""
-        digest = hashlib.blake2b(digest_size=20)
+        digest = hashlib.sha256()  # hardware-accelerated on current x86 and ARM
         digest.update(f"v{DECODER_VERSION}|{fmt}|{self.max_size}|".encode())
         try:
             with open(path, "rb") as f:
@@ -86,18 +87,22 @@ class ImageCache:
         """
         entry = self._entry(self.key(path, fmt))
         try:
-            image = np.load(entry, allow_pickle=False)
+            stored = np.load(entry, allow_pickle=False)
             self.hits += 1
-            return image
         except (OSError, ValueError):  # absent, or unreadable (then rewritten)
-            pass
-        self.misses += 1
-        image = read_image(path, fmt)
+            self.misses += 1
+            stored = self._decode(path, fmt)
+            self._write(entry, stored)
+        # DICOM is stored grayscale (H, W), a third of the bytes, and laid out as `fmt` here
+        return gray_to_format(stored, fmt) if stored.ndim == 2 else stored
+
+    def _decode(self, path, fmt):
+        """read_image's pixels, (H, W) for DICOM, shrunk to max_size."""
+        image = read_dicom(path) if is_dicom(path) else read_image(path, fmt)
         height, width = cached_size(*image.shape[:2], self.max_size)
         if (height, width) != image.shape[:2]:
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            image = image.reshape(height, width, -1)
-        self._write(entry, image)
+            shrunk = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            image = shrunk.reshape((height, width) + image.shape[2:])
         return image
 
     def _write(self, entry, image):
