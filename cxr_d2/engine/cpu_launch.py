@@ -9,6 +9,7 @@ group and, in the workers only, wraps `create_ddp_model` so that a CPU model get
 `device_ids`. Everything else (the training sampler's and InferenceSampler's per-rank shards,
 `comm.gather` of the evaluator) is Detectron2's, unchanged.
 """
+
 import functools
 import logging
 import os
@@ -24,7 +25,7 @@ from detectron2.utils import comm
 
 from ..errors import CXRError
 
-__all__ = ["DEFAULT_TIMEOUT", "launch_cpu", "run_device", "uses_cpu", "cpu_ddp"]
+__all__ = ["DEFAULT_TIMEOUT", "WorkerFailed", "launch_cpu", "run_device", "uses_cpu", "cpu_ddp"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,9 @@ def launch_cpu(
         ) from None
 
 
-def _cpu_worker(local_rank, main_func, world_size, per_machine, machine_rank, dist_url, args, timeout):
+def _cpu_worker(
+    local_rank, main_func, world_size, per_machine, machine_rank, dist_url, args, timeout
+):
     """One process: join the gloo group, make the local groups, share the cores, run."""
     dist.init_process_group(
         backend="gloo",

@@ -3,6 +3,7 @@ Two CPU processes joined by gloo (cxr_d2.engine.cpu_launch): the test set is sha
 Detectron2's InferenceSampler and gathered by the evaluator, every image exactly once, and the
 metrics equal those of one process on the same checkpoint; `--num-gpus 2` trains with DDP.
 """
+
 import argparse
 import json
 import os
@@ -27,7 +28,9 @@ _EVAL_OPTS = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "CXR.EVAL.FROC.ENABLED
 
 def _cfg(weights, output_dir):
     cfg = base_config(cpu_config("faster_rcnn"))
-    cfg.merge_from_list(TINY_OPTS + _EVAL_OPTS + ["MODEL.WEIGHTS", weights, "OUTPUT_DIR", output_dir])
+    cfg.merge_from_list(
+        TINY_OPTS + _EVAL_OPTS + ["MODEL.WEIGHTS", weights, "OUTPUT_DIR", output_dir]
+    )
     check_config(cfg)
     cfg.freeze()
     return cfg
@@ -171,8 +174,16 @@ def test_train_net_two_cpu_processes(tiny_phantom, tmp_path):
     assert "Rank of current process: 1. World size: 2" in log1
     weights = str(tmp_path / "train" / "model_final.pth")
     for n in ("2", "1"):
-        run("--num-gpus", n, "--eval-only", *common, "MODEL.WEIGHTS", weights,
-            "OUTPUT_DIR", str(tmp_path / f"eval{n}"))
+        run(
+            "--num-gpus",
+            n,
+            "--eval-only",
+            *common,
+            "MODEL.WEIGHTS",
+            weights,
+            "OUTPUT_DIR",
+            str(tmp_path / f"eval{n}"),
+        )
     metrics2, results2, gathered2 = _files(str(tmp_path / "eval2"))
     metrics1, results1, gathered1 = _files(str(tmp_path / "eval1"))
     assert sorted(gathered2) == sorted(gathered1)
