@@ -5,7 +5,10 @@ The paper's tables from any set of runs: Table I (class-specific detection), Tab
 
 Input: the `evaluation.json` files the evaluator writes to `OUTPUT_DIR/inference/<dataset>/`.
 Rows are models (named from each run's config), columns datasets; a cell no run provides is
-"n/a". Runs that cannot be read (no evaluation.json, not JSON, not UTF-8, or not of the shape
+"n/a". Runs whose configs differ only by SEED (and OUTPUT_DIR) are one row: the tables give
+their mean, `<table>_uncertainty.*` the mean ± std over seeds with a bootstrap interval over
+test images, `paired_differences.*` the paired bootstrap interval of every two rows'
+difference, `<table>.png` the bars with those intervals (cxr_d2.evaluation.uncertainty). Runs that cannot be read (no evaluation.json, not JSON, not UTF-8, or not of the shape
 the evaluator writes: a key missing or of another type) are skipped and listed with the
 reason, never fatal for the others. Every output is written atomically; a failed write is an
 OutputError naming the file.
@@ -18,13 +21,23 @@ import json
 import os
 from collections import OrderedDict
 
+import numpy as np
+import yaml
 from tabulate import tabulate
 
 from .coco import METRICS_FILE
 from .output import make_folder, write_output, write_text
 from .regions import is_finite_number as _is_finite_number
+from .uncertainty import bootstrap_tables, paired_differences
 
-__all__ = ["TABLES", "MISSING", "find_metrics", "collect", "build_table", "write_report"]
+__all__ = [
+    "TABLES",
+    "MISSING",
+    "find_metrics",
+    "collect",
+    "build_table",
+    "write_report",
+]
 
 MISSING = "n/a"
 # (file stem, title, what it holds)
@@ -118,12 +131,47 @@ def _row_label(record, path):
     return model
 
 
+# Config keys that tell seeds of one experiment apart, not experiments.
+_SEED_KEYS = ("SEED", "OUTPUT_DIR")
+
+
+def _config_without_seed(record):
+    """The run's config (a dict) without _SEED_KEYS; None where evaluation.json has none."""
+    try:
+        config = yaml.safe_load(record.get("config") or "")
+    except yaml.YAMLError:
+        return None
+    if not isinstance(config, dict):
+        return None
+    return {k: v for k, v in config.items() if k not in _SEED_KEYS}
+
+
+def _flat(config, prefix=""):
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _seed(record):
+    try:
+        config = yaml.safe_load(record.get("config") or "")
+    except yaml.YAMLError:
+        return None
+    return config.get("SEED") if isinstance(config, dict) else None
+
+
 def collect(paths):
     """
     Read every run. Returns (records, skipped): records are metrics dicts with `_row` (the
-    row label, made unique per run) and `_path`; skipped is a list of (path, reason).
+    row label: runs that differ only by seed share it, other runs with one model name are
+    told apart by the config keys that differ, or their folder) and `_path`; skipped is a
+    list of (path, reason). A file named twice is read once.
     """
-    records, skipped = [], []
+    records, skipped, seen = [], [], set()
     for path in paths:
         try:
             files = find_metrics(path)
@@ -131,6 +179,9 @@ def collect(paths):
             skipped.append((path, str(e)))
             continue
         for f in files:
+            if os.path.abspath(f) in seen:
+                continue
+            seen.add(os.path.abspath(f))
             try:
                 record = _load(f)
             except ValueError as e:
@@ -139,15 +190,39 @@ def collect(paths):
             record["_path"] = f
             record["_run"] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(f))))
             record["_row"] = _row_label(record, f)
+            record["_config"] = _config_without_seed(record)
+            record["_seed"] = _seed(record)
             records.append(record)
-    # Two runs with the same model name: tell them apart by their folder.
-    runs_per_label = {}
-    for r in records:
-        runs_per_label.setdefault(r["_row"], set()).add(r["_run"])
-    for r in records:
-        if len(runs_per_label[r["_row"]]) > 1:
-            r["_row"] = f"{r['_row']} [{_run_name(r['_path'])}]"
+    _label_groups(records)
     return records, skipped
+
+
+def _label_groups(records):
+    """Suffix `_row` where one model name covers several groups of seeds."""
+    groups = OrderedDict()  # label -> {group key: (config, run)}
+    for r in records:
+        key = r["_run"] if r["_config"] is None else json.dumps(r["_config"], sort_keys=True)
+        r["_group"] = key
+        groups.setdefault(r["_row"], OrderedDict()).setdefault(key, (r["_config"], r))
+    suffix = {}
+    for label, members in groups.items():
+        if len(members) < 2:
+            continue
+        configs = [c for c, _ in members.values()]
+        differing = []
+        if all(c is not None for c in configs):
+            flat = [_flat(c) for c in configs]
+            keys = sorted(set().union(*flat))
+            differing = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+        for key, (config, first) in members.items():
+            if differing:
+                shown = _flat(config)
+                suffix[key] = ", ".join(f"{k}={shown.get(k)}" for k in differing[:3])
+            else:
+                suffix[key] = _run_name(first["_path"])
+    for r in records:
+        if r["_group"] in suffix:
+            r["_row"] = f"{r['_row']} [{suffix[r['_group']]}]"
 
 
 def _cell(record, table):
@@ -163,17 +238,37 @@ def _cell(record, table):
 
 def build_table(records, table):
     """
-    Returns (rows, datasets, cells): row labels, dataset columns, and
-    cells[(row, dataset)] = {"mAP": float or None, "AP50": ..., "AR": ...}.
+    Returns (rows, datasets, cells, members): row labels, dataset columns,
+    cells[(row, dataset)] = {"mAP": float or None, "AP50": ..., "AR": ...} (the mean over the
+    row's seeds), and members[(row, dataset)] = the records of that cell, one per seed.
     """
-    cells = OrderedDict()
+    members = OrderedDict()
     for r in records:
         metrics, column = _cell(r, table)
-        if isinstance(metrics, dict) and (r["_row"], column) not in cells:
-            cells[(r["_row"], column)] = {name: metrics.get(key) for name, key in METRICS}
+        if isinstance(metrics, dict):
+            members.setdefault((r["_row"], column), []).append(r)
+    cells = OrderedDict()
+    for key, group in members.items():
+        values = {name: _values(group, table, metric) for name, metric in METRICS}
+        cells[key] = {name: (float(np.mean(v)) if v else None) for name, v in values.items()}
     rows = list(dict.fromkeys(row for row, _ in cells))
     datasets = sorted(dict.fromkeys(ds for _, ds in cells))
-    return rows, datasets, cells
+    return rows, datasets, cells, members
+
+
+def _values(group, table, metric):
+    """The metric of each seed of a cell (None where a seed has none: the cell is n/a)."""
+    values = [_cell(r, table)[0].get(metric) for r in group]
+    return [] if any(v is None for v in values) else values
+
+
+def _spread(group, table):
+    """{name: standard deviation over seeds (n - 1), None for one seed}."""
+    out = {}
+    for name, metric in METRICS:
+        values = _values(group, table, metric)
+        out[name] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return out
 
 
 def _fmt(value):
@@ -219,41 +314,153 @@ def _write_table(out_dir, stem, title, rows, datasets, cells):
     return paths, texts["md"]
 
 
-def _bar_chart(tables, path):
+def _interval_text(interval):
+    lo, hi = interval if interval else (float("nan"), float("nan"))
+    return MISSING if not np.isfinite(lo) else f"[{lo:.1f}, {hi:.1f}]"
+
+
+def _uncertainty_rows(rows, datasets, cells, members, table, boot):
+    """(display body, csv body) of `<table>_uncertainty`: one line per (model, dataset)."""
+    display, machine = [], []
+    for row in rows:
+        for ds in datasets:
+            if (row, ds) not in cells:
+                continue
+            group, cell = members[(row, ds)], cells[(row, ds)]
+            spread = _spread(group, table)
+            intervals = boot.get((row, ds), {}).get("interval", {})
+            seeds = [r["_seed"] for r in group]
+            seeds_text = ", ".join(MISSING if v is None else str(v) for v in seeds)
+            line, csv_line = [row, ds, f"{len(group)} ({seeds_text})"], [row, ds, len(group)]
+            for name, _ in METRICS:
+                mean, std = cell.get(name), spread[name]
+                text = _fmt(mean) + (f" ± {std:.1f}" if std is not None else "")
+                line.append(f"{text} {_interval_text(intervals.get(name))}")
+                lo, hi = intervals.get(name, (float("nan"), float("nan")))
+                csv_line += [_num(mean), _num(std), _num(lo), _num(hi)]
+            display.append(line)
+            machine.append(csv_line)
+    return display, machine
+
+
+def _num(value):
+    return "" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def _write_uncertainty(out_dir, stem, title, built, boot, level):
+    """Write `<stem>_uncertainty.{md,csv,tex}`; returns ({ext: path}, the Markdown text)."""
+    rows, datasets, cells, members = built
+    display, machine = _uncertainty_rows(rows, datasets, cells, members, stem, boot)
+    percent = f"{level * 100:g}%"
+    header = ["Model", "Dataset", "Seeds"] + [
+        f"{name} (mean ± std [{percent} bootstrap])" for name, _ in METRICS
+    ]
+    texts = _table_texts(f"{title}: uncertainty", header, display)
+    csv_header = ["Model", "Dataset", "Seeds"]
+    for name, _ in METRICS:
+        csv_header += [name, f"{name} std", f"{name} lo", f"{name} hi"]
+    texts["csv"] = _csv_text(csv_header, machine)
+    paths = {ext: os.path.join(out_dir, f"{stem}_uncertainty.{ext}") for ext in texts}
+    for ext, text in texts.items():
+        write_text(paths[ext], text)
+    return paths, texts["md"]
+
+
+def _csv_text(header, body):
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(body)
+    return out.getvalue()
+
+
+def _write_differences(out_dir, built_tables, boot, level):
+    """Write `paired_differences.{md,csv}`: A - B of every two rows on one dataset."""
+    titles = dict(TABLES)
+    lines = []
+    for table, ds, a, b, name, lo, hi in paired_differences(boot, METRICS, level):
+        cells = built_tables[table][2]
+        va, vb = cells[(a, ds)].get(name), cells[(b, ds)].get(name)
+        diff = None if va is None or vb is None else va - vb
+        lines.append([titles[table].split(":")[0], ds, a, b, name, diff, lo, hi])
+    percent = f"{level * 100:g}%"
+    header = [
+        "Table",
+        "Dataset",
+        "Model A",
+        "Model B",
+        "Metric",
+        "A - B",
+        f"{percent} paired bootstrap",
+    ]
+    display = [line[:5] + [_fmt(line[5]), _interval_text(line[6:8])] for line in lines]
+    md = f"### Paired differences ({percent} paired bootstrap over test images)\n\n"
+    md += tabulate(display, headers=header, tablefmt="github", disable_numparse=True) + "\n"
+    if not display:
+        md += "\n_No two models were scored on the same images with their predictions._\n"
+    csv_header = header[:5] + ["A - B", "lo", "hi"]
+    machine = [line[:5] + [_num(line[5]), _num(line[6]), _num(line[7])] for line in lines]
+    paths = {"md": os.path.join(out_dir, "paired_differences.md")}
+    paths["csv"] = os.path.join(out_dir, "paired_differences.csv")
+    write_text(paths["md"], md)
+    write_text(paths["csv"], _csv_text(csv_header, machine))
+    return paths, md
+
+
+def _bars(ax, rows, datasets, cells, boot, name):
+    """Grouped bars of metric `name`, with the bootstrap interval as error bars."""
+    width = 0.8 / len(rows)
+    x = np.arange(len(datasets))
+    for i, row in enumerate(rows):
+        values = [cells.get((row, ds), {}).get(name) for ds in datasets]
+        heights = [v if v is not None else 0.0 for v in values]
+        lows, highs = [], []
+        for ds, v in zip(datasets, heights):
+            lo, hi = boot.get((row, ds), {}).get("interval", {}).get(name, (v, v))
+            ok = np.isfinite(lo) and np.isfinite(hi)
+            lows.append(max(v - lo, 0.0) if ok else 0.0)
+            highs.append(max(hi - v, 0.0) if ok else 0.0)
+        bars = ax.bar(
+            x + i * width - 0.4 + width / 2,
+            heights,
+            width,
+            label=row,
+            yerr=[lows, highs],
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
+        )
+        for bar, v in zip(bars, values):
+            if v is None:
+                ax.text(
+                    bar.get_x() + bar.get_width() / 2,
+                    0,
+                    MISSING,
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=90,
+                )
+    ax.set_xticks(x)
+    ax.set_xticklabels(datasets, fontsize=7, rotation=15)
+    ax.legend(fontsize=6)
+
+
+def _chart(panels, path):
+    """One subplot per (title, (rows, datasets, cells, boot), metric name); written as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 4), squeeze=False)
-    for ax, (title, (rows, datasets, cells)) in zip(axes[0], tables):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (title, (rows, datasets, cells, boot), name) in zip(axes[0], panels):
         ax.set_title(title, fontsize=9)
-        ax.set_ylabel("mAP")
+        ax.set_ylabel(name)
         ax.set_ylim(0, 100)
         if not rows:
             ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)
             continue
-        width = 0.8 / len(rows)
-        x = np.arange(len(datasets))
-        for i, row in enumerate(rows):
-            values = [cells.get((row, ds), {}).get("mAP") for ds in datasets]
-            heights = [v if v is not None else 0.0 for v in values]
-            bars = ax.bar(x + i * width - 0.4 + width / 2, heights, width, label=row)
-            for bar, v in zip(bars, values):
-                if v is None:
-                    ax.text(
-                        bar.get_x() + bar.get_width() / 2,
-                        0,
-                        MISSING,
-                        ha="center",
-                        va="bottom",
-                        fontsize=6,
-                        rotation=90,
-                    )
-        ax.set_xticks(x)
-        ax.set_xticklabels(datasets, fontsize=7, rotation=15)
-        ax.legend(fontsize=6)
+        _bars(ax, rows, datasets, cells, boot, name)
     fig.tight_layout()
     try:
         write_output(path, lambda f: fig.savefig(f, format="png", dpi=100))
@@ -261,33 +468,56 @@ def _bar_chart(tables, path):
         plt.close(fig)
 
 
-def write_report(records, skipped, out_dir):
+def write_report(records, skipped, out_dir, resamples=1000, seed=0, level=0.95):
     """
-    Write the three tables (`<stem>.md/.csv/.tex`), `tables.md` with all three and the list
-    of skipped runs, and `report.png` (mAP bars) into `out_dir`, each atomically; OutputError
-    names a file that cannot be written.
+    Write into `out_dir`, each atomically (OutputError names a file that cannot be written):
+    the three tables (`<stem>.md/.csv/.tex`, the mean over seeds), their uncertainty
+    (`<stem>_uncertainty.md/.csv/.tex`: mean ± std over seeds and the bootstrap interval),
+    `paired_differences.md/.csv`, `tables.md` with all of them and the runs skipped or without
+    an interval, `<stem>.png` (mAP, AP50, AR bars with intervals; none for an empty table) and
+    `report.png` (mAP of the three tables).
 
     Args:
         records, skipped: from `collect`.
+        resamples (int): bootstrap resamples of the test images (0: no intervals).
+        seed (int): of the resampling; level (float): of the intervals.
 
     Returns:
-        dict: table stem (and "all", "chart") -> {extension: path}.
+        (written, problems): table stem (and "all", "chart", ...) -> {extension: path}, and
+        [(evaluation.json, reason)] of the evaluations without a bootstrap interval.
     """
     make_folder(out_dir)
-    written, built, markdown = {}, [], []
+    built = OrderedDict((stem, build_table(records, stem)) for stem, _ in TABLES)
+    boot, problems = {stem: {} for stem in built}, []
+    if resamples > 0:
+        members = {stem: b[3] for stem, b in built.items()}
+        boot, problems = bootstrap_tables(members, METRICS, resamples, seed, level)
+    written, markdown, uncertainty = {}, [], []
     for stem, title in TABLES:
-        rows, datasets, cells = build_table(records, stem)
+        rows, datasets, cells, _ = built[stem]
         written[stem], md = _write_table(out_dir, stem, title, rows, datasets, cells)
         markdown.append(md)
-        built.append((title, (rows, datasets, cells)))
+        paths, md = _write_uncertainty(out_dir, stem, title, built[stem], boot[stem], level)
+        written[f"{stem}_uncertainty"] = paths
+        uncertainty.append(md)
+        if rows:  # an empty table has no chart (report.png says "no results")
+            chart = os.path.join(out_dir, f"{stem}.png")
+            data = (rows, datasets, cells, boot[stem])
+            _chart([(f"{title.split(':')[0]}: {name}", data, name) for name, _ in METRICS], chart)
+            written[f"{stem}_chart"] = {"png": chart}
+    written["paired_differences"], diff_md = _write_differences(out_dir, built, boot, level)
     all_md = os.path.join(out_dir, "tables.md")
-    text = "\n".join(markdown)
+    text = "\n".join(markdown + uncertainty + [diff_md])
     if skipped:
         text += "\nSkipped (could not be read):\n\n"
         text += "".join(f"- `{p}`: {reason}\n" for p, reason in skipped)
+    if problems:
+        text += "\nNo bootstrap interval:\n\n"
+        text += "".join(f"- `{p}`: {reason}\n" for p, reason in problems)
     write_text(all_md, text)
     written["all"] = {"md": all_md}
     chart = os.path.join(out_dir, "report.png")
-    _bar_chart(built, chart)
+    panels = [(title, (*built[stem][:3], boot[stem]), "mAP") for stem, title in TABLES]
+    _chart(panels, chart)
     written["chart"] = {"png": chart}
-    return written
+    return written, problems

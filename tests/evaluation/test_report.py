@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from cxr_d2.config import add_cxr_config
@@ -248,3 +248,122 @@ def test_full_disk_while_writing_the_report_ends_in_one_line(target, tmp_path, m
         "disk, or write the outputs elsewhere"
     )
     assert not (out / target).exists() and not list(out.glob("*.tmp"))
+
+
+# ---- seeds, bootstrap intervals, paired differences -------------------------------------------
+
+SCORED = f"{TINY}_train"  # 32 films: enough images to resample
+
+
+def _scored_run(root, name, family, seed, jitter):
+    """A run 'of seed `seed`': the evaluator scores lesions moved by ~`jitter` px on SCORED."""
+    out = root / name
+    extra = ("SEED", str(seed), "DATASETS.TEST", f"('{SCORED}',)", "CXR.EVAL.FROC.ENABLED", "False")
+    cfg = _cfg(family, out, extra)
+    rng = np.random.default_rng(seed)
+    evaluator = Trainer.build_evaluator(cfg, SCORED)
+    evaluator.reset()
+    for record in DatasetCatalog.get(SCORED):
+        pred = _gt_predictions(record, rng)
+        boxes = pred["instances"].pred_boxes.tensor
+        shift = rng.normal(0, jitter, (len(boxes), 2)).astype(np.float32)
+        boxes += torch.from_numpy(np.tile(shift, 2))  # moved, not resized
+        evaluator.process([record], [pred])
+    evaluator.evaluate()
+    return out
+
+
+@pytest.fixture(scope="module")
+def seeded_runs(tiny_phantom, tmp_path_factory):
+    root = tmp_path_factory.mktemp("seeds")
+    retina = [_scored_run(root, f"retina_s{s}", "retinanet", s, 2.0) for s in (1, 2, 3)]
+    return {"retina": retina, "faster": _scored_run(root, "faster", "faster_rcnn", 7, 6.0)}
+
+
+def _evaluation(run):
+    return json.loads((run / "inference" / SCORED / "evaluation.json").read_text())
+
+
+def _csv_rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_seeds_are_one_row_with_mean_std_and_a_bootstrap_interval(seeded_runs, tmp_path, capsys):
+    main = runpy.run_path(os.path.join("tools", "report.py"), run_name="report")["main"]
+    runs = [*seeded_runs["retina"], seeded_runs["faster"]]
+    assert main([*map(str, runs), "--output", str(tmp_path), "--bootstrap", "100"]) == 0
+    assert "no interval" not in capsys.readouterr().out
+    aps = [_evaluation(r)["tasks"]["bbox"]["AP"] for r in seeded_runs["retina"]]
+    assert len(set(aps)) == 3  # the seeds differ
+    table = _csv_rows(tmp_path / "table1_class_specific.csv")
+    assert [r["Model"] for r in table] == ["RetinaNet R-18-FPN", "Faster R-CNN R-18-FPN"]
+    assert table[0][f"{SCORED} mAP"] == f"{np.mean(aps):.1f}"
+
+    rows = {r["Model"]: r for r in _csv_rows(tmp_path / "table1_class_specific_uncertainty.csv")}
+    retina, faster = rows["RetinaNet R-18-FPN"], rows["Faster R-CNN R-18-FPN"]
+    assert retina["Seeds"] == "3" and faster["Seeds"] == "1"
+    assert float(retina["mAP"]) == pytest.approx(np.mean(aps), abs=1e-3)
+    assert float(retina["mAP std"]) == pytest.approx(np.std(aps, ddof=1), abs=1e-3)
+    assert faster["mAP std"] == ""
+    for row in (retina, faster):
+        for name in ("mAP", "AP50", "AR"):
+            lo, hi = float(row[f"{name} lo"]), float(row[f"{name} hi"])
+            assert lo < float(row[name]) < hi, (row["Model"], name, lo, hi)
+    md = (tmp_path / "table1_class_specific_uncertainty.md").read_text()
+    assert f"{np.mean(aps):.1f} ± {np.std(aps, ddof=1):.1f} [" in md
+
+    diffs = _csv_rows(tmp_path / "paired_differences.csv")
+    ap = next(d for d in diffs if d["Table"] == "Table I" and d["Metric"] == "mAP")
+    assert (ap["Model A"], ap["Model B"]) == ("RetinaNet R-18-FPN", "Faster R-CNN R-18-FPN")
+    diff = np.mean(aps) - _evaluation(seeded_runs["faster"])["tasks"]["bbox"]["AP"]
+    assert float(ap["A - B"]) == pytest.approx(diff, abs=1e-3)
+    assert float(ap["lo"]) < diff < float(ap["hi"])
+    for stem in ("table1_class_specific", "table2_class_agnostic"):
+        assert (tmp_path / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "table3_instance_segmentation.png").exists()  # no masks: empty
+
+
+def test_bootstrap_interval_equals_pycocotools_on_the_resampled_sets(seeded_runs, tmp_path):
+    """The report's interval of one run, B=5: each resample scored by pycocotools on a set
+    where every drawn image is a copy with new ids."""
+    from cxr_d2.evaluation.cocoeval import make_coco, run_cocoeval, summarize
+    from cxr_d2.evaluation.uncertainty import _weights
+
+    from tests.evaluation.test_bootstrap import _duplicated
+
+    main = runpy.run_path(os.path.join("tools", "report.py"), run_name="report")["main"]
+    run = seeded_runs["faster"]
+    assert main([str(run), "--output", str(tmp_path), "--bootstrap", "5", "--seed", "3"]) == 0
+    row = _csv_rows(tmp_path / "table1_class_specific_uncertainty.csv")[0]
+
+    folder = run / "inference" / SCORED
+    with open(MetadataCatalog.get(SCORED).json_file) as f:  # the phantom's COCO json
+        gt = json.load(f)
+    results = json.loads((folder / "coco_instances_results.json").read_text())
+    weights = _weights(sorted(im["id"] for im in gt["images"]), 5, 3)
+    aps = []
+    for w in weights:
+        coco_eval = run_cocoeval(
+            make_coco(_duplicated(gt, results, w)[0]),
+            _duplicated(gt, results, w)[1],
+            "bbox",
+            (1, 10, 100, 300),
+        )
+        aps.append(summarize(coco_eval)["AP"] * 100)
+    assert len(set(aps)) > 1
+    lo, hi = np.percentile(aps, [2.5, 97.5])
+    assert (float(row["mAP lo"]), float(row["mAP hi"])) == pytest.approx((lo, hi), abs=1e-3)
+
+
+def test_runs_without_predictions_get_no_interval(tmp_path, capsys):
+    main = runpy.run_path(os.path.join("tools", "report.py"), run_name="report")["main"]
+    run = tmp_path / "run" / "evaluation.json"
+    run.parent.mkdir()
+    run.write_text(json.dumps(_metrics()))
+    assert main([str(run.parent), "--output", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert f"no interval: {run}: cannot read {run.parent / 'coco_instances_results.json'}" in out
+    row = _csv_rows(tmp_path / "out" / "table1_class_specific_uncertainty.csv")[0]
+    assert row["mAP"] == "50.000" and row["mAP lo"] == row["mAP hi"] == ""
+    assert "No bootstrap interval" in (tmp_path / "out" / "tables.md").read_text()
