@@ -69,7 +69,7 @@ class MaskIoUHead(nn.Module):
             )
         x = F.relu(self.predictor(self.convs(masks[:, None])))  # (P, K, h, w)
         x = x.flatten(2).max(dim=2).values  # (P, K)
-        return x[torch.arange(len(x), device=x.device), classes]
+        return x[torch.arange(x.shape[0], device=x.device), classes]
 
 
 def mask_iou_targets(mask_probs, gt_masks, threshold):

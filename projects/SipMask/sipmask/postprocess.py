@@ -3,8 +3,10 @@ The official SipMask inference (mmdetection 1.x `SipMaskHead.get_bboxes_single`,
 `multiclass_nms_idx`, the CPU `nms` and the `CropSplit` op), on Detectron2's tensors:
 MODEL.SIPMASK.POSTPROCESS "official" and MASK_PASTE "official".
 """
+import numpy as np
 import torch
 from torch.nn import functional as F
+from torchvision.ops import nms
 
 __all__ = ["crop_split", "decode_official", "nms_plus_one", "upsample_masks"]
 
@@ -12,43 +14,25 @@ __all__ = ["crop_split", "decode_official", "nms_plus_one", "upsample_masks"]
 def nms_plus_one(boxes, scores, threshold):
     """
     mmdetection 1.x's CPU NMS (`nms_cpu.cpp`): areas (x2 - x1 + 1)(y2 - y1 + 1), a box is
-    suppressed by a higher-scored kept one when IoU >= `threshold`.
+    suppressed by a higher-scored kept one when IoU >= `threshold`. Run as torchvision's NMS
+    (exportable: ONNX NonMaxSuppression) on the boxes grown by one pixel to the right and
+    bottom, which gives those areas and intersections, with the threshold lowered to the next
+    float32 below it (torchvision suppresses at IoU > threshold). A box with x2 - x1 + 1 <= 0 or
+    y2 - y1 + 1 <= 0 (the official decoding may invert a box) intersects nothing, as in
+    `nms_cpu`: it becomes an empty box, which onnxruntime's NMS, unlike torchvision's, would
+    otherwise reorder into a proper one.
 
     Args:
         boxes: (R, 4) XYXY; scores: (R,).
     Returns:
         (K,) int64 indices of the kept boxes, in increasing index order (as nms_cpu).
     """
-    if len(boxes) == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    x1, y1, x2, y2 = boxes.unbind(dim=1)
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    w = (torch.min(x2[:, None], x2[None]) - torch.max(x1[:, None], x1[None]) + 1).clamp(min=0)
-    h = (torch.min(y2[:, None], y2[None]) - torch.max(y1[:, None], y1[None]) + 1).clamp(min=0)
-    inter = w * h
-    iou = inter / (areas[:, None] + areas[None] - inter)
-    order = scores.argsort(descending=True).tolist()
-    keep = _greedy_nms((iou >= threshold).tolist(), order)
-    return torch.tensor(keep, dtype=torch.long, device=boxes.device)
-
-
-def _greedy_nms(iou_over, order):
-    """
-    Args:
-        iou_over: (R, R) nested lists of bool, IoU >= threshold.
-        order: indices by decreasing score.
-    Returns:
-        sorted list of kept indices: each box in `order` not suppressed by an earlier kept one.
-    """
-    suppressed = [False] * len(order)
-    for pos, i in enumerate(order):
-        if suppressed[i]:
-            continue
-        row = iou_over[i]
-        for j in order[pos + 1:]:
-            if not suppressed[j] and row[j]:
-                suppressed[j] = True
-    return [i for i, s in enumerate(suppressed) if not s]
+    x1, y1, x2, y2 = boxes.float().unbind(dim=1)
+    x2, y2 = x2 + 1, y2 + 1
+    empty = (x2 <= x1) | (y2 <= y1)
+    grown = torch.stack([x1, y1, torch.where(empty, x1, x2), torch.where(empty, y1, y2)], dim=1)
+    below = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
+    return nms(grown, scores.float(), below).sort().values
 
 
 def decode_official(scores, ctrness, boxes, score_thresh, topk_candidates, nms_thresh,
@@ -73,10 +57,10 @@ def decode_official(scores, ctrness, boxes, score_thresh, topk_candidates, nms_t
     kept_scores, kept_ctr, kept_boxes, kept_loc = [], [], [], []
     offset = 0
     for s, c, b in zip(scores, ctrness, boxes):
-        loc = torch.arange(len(s), device=s.device) + offset
-        offset += len(s)
-        if 0 < topk_candidates < len(s):
-            top = (s * c[:, None]).max(dim=1).values.topk(topk_candidates).indices
+        loc = torch.arange(s.shape[0], device=s.device) + offset
+        offset = offset + s.shape[0]
+        if topk_candidates > 0:
+            top = _best_first_if_more((s * c[:, None]).max(dim=1).values, topk_candidates)
             s, c, b, loc = s[top], c[top], b[top], loc[top]
         kept_scores.append(s), kept_ctr.append(c), kept_boxes.append(b), kept_loc.append(loc)
     s, c, b, loc = (torch.cat(x) for x in (kept_scores, kept_ctr, kept_boxes, kept_loc))
@@ -87,13 +71,30 @@ def decode_official(scores, ctrness, boxes, score_thresh, topk_candidates, nms_t
         keep = cand[nms_plus_one(b[cand], score, nms_thresh)]
         out_boxes.append(b[keep])
         out_scores.append(s[keep, k] * c[keep])
-        out_classes.append(torch.full((len(keep),), k, dtype=torch.long, device=s.device))
+        out_classes.append(torch.full_like(keep, k))
         out_loc.append(loc[keep])
     out = [torch.cat(x) for x in (out_boxes, out_scores, out_classes, out_loc)]
-    if len(out[1]) > max_detections:
-        top = out[1].argsort(descending=True)[:max_detections]
-        out = [x[top] for x in out]
-    return out
+    top = _best_first_if_more(out[1], max_detections,
+                              best=lambda x, n: x.argsort(descending=True)[:n])
+    return [x[top] for x in out]
+
+
+def _best_first_if_more(values, k, best=lambda x, n: x.topk(n).indices):
+    """
+    Args:
+        values: (R,).
+        k: the most kept.
+        best: (values, n) -> (n,) indices of the n best, best first.
+    Returns:
+        (min(R, k),) indices: the k best, best first, when R > k; else arange(R) (all, in
+        their order). Under `torch.jit.trace` R is the traced length, so an exported graph
+        chooses at run time.
+    """
+    num = values.shape[0]
+    if not isinstance(num, torch.Tensor):
+        return best(values, k) if num > k else torch.arange(num, device=values.device)
+    n = torch.clamp(num, max=k)
+    return torch.where(num > k, best(values, n), torch.arange(n, device=values.device))
 
 
 def crop_split(basis, coefficients, boxes, grid=(2, 2)):
@@ -113,23 +114,17 @@ def crop_split(basis, coefficients, boxes, grid=(2, 2)):
     """
     rows, cols = grid
     m, height, width = basis.shape
-    out = basis.new_zeros((len(boxes), height, width))
     boxes = boxes.float()
     col_idx = _cell_index(boxes[:, 0], boxes[:, 2], cols, width)  # (P, Wb), -1 outside
     row_idx = _cell_index(boxes[:, 1], boxes[:, 3], rows, height)  # (P, Hb)
-    for p in range(len(boxes)):
-        for r in range(rows):
-            ys = torch.nonzero(row_idx[p] == r).squeeze(1)
-            if len(ys) == 0:
-                continue
-            for c in range(cols):
-                xs = torch.nonzero(col_idx[p] == c).squeeze(1)
-                if len(xs) == 0:
-                    continue
-                y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
-                crop = basis[:, y0:y1, x0:x1]
-                logits = torch.einsum("m,mhw->hw", coefficients[p, r * cols + c], crop)
-                out[p, y0:y1, x0:x1] = logits.sigmoid()
+    # only the (box, y, x) inside a box are computed: time and memory grow with the boxes' area
+    inside = (row_idx[:, :, None] >= 0) & (col_idx[:, None, :] >= 0)  # (P, Hb, Wb)
+    p, y, x = torch.nonzero(inside, as_tuple=True)  # (N,) each
+    cell = row_idx[p, y] * cols + col_idx[p, x]
+    pixels = basis.reshape(m, -1).t()[y * width + x]  # (N, m)
+    logits = (coefficients[p, cell] * pixels).sum(dim=1)
+    out = basis.new_zeros((boxes.shape[0], height, width))
+    out[p, y, x] = logits.sigmoid()
     return out
 
 
@@ -146,7 +141,7 @@ def _cell_index(lo, hi, parts, size):
     # (hi - lo + 0.1) / parts: float32 difference, + 0.1 and / parts in double (a CUDA double
     # literal), stored as float32 (the kernel's scalar_t)
     step = (((hi - lo).double() + 0.1) / parts).float()[:, None]
-    cell = torch.trunc((pix - lo[:, None]) / step).long().clamp(max=parts - 1)
+    cell = ((pix - lo[:, None]) / step).long().clamp(max=parts - 1)  # .long() truncates
     inside = (pix >= lo[:, None]) & (pix < hi[:, None])
     return torch.where(inside, cell, torch.full_like(cell, -1))
 

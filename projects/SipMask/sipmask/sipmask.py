@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from cxr_d2.errors import ConfigError
 from cxr_d2.modeling.fcos import FCOS, fcos_config_kwargs
+from cxr_d2.modeling.fcos.inference import at_most
 
 from .head import SipMaskHead
 from .loss import gt_masks_at_basis, mask_alignment_weighted_loss, per_instance_mask_loss
@@ -20,7 +21,7 @@ from .mask_scoring import MaskIoUHead, mask_iou_loss, mask_iou_targets
 from .postprocess import crop_split, decode_official, upsample_masks
 from .smp import spatial_mask_prediction
 
-__all__ = ["SipMask", "paste_masks"]
+__all__ = ["SipMask", "masks_to_output", "paste_masks"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,48 @@ def paste_masks(mask_probs, boxes, basis_stride, image_size, output_size, thresh
         probs = F.grid_sample(mask_probs[p][None, None], grid[None], mode="bilinear",
                               padding_mode="border", align_corners=False)  # fmt: skip
         out[p, y0:y1, x0:x1] = probs[0, 0] > threshold
+    return out
+
+
+def masks_to_output(r, image_size, height, width, *, basis_stride, mask_thresh,
+                    postprocess="official", mask_paste="official"):
+    """
+    SipMask's detections at input resolution -> the model's output at (height, width).
+
+    Args:
+        r: Instances with pred_boxes (R, 4) XYXY in input pixels, scores, pred_classes,
+            mask_probs (R, Hb, Wb) (SMP at basis resolution) and keep_index (arange(R)).
+        image_size: (h, w) of the (unpadded) input.
+        height, width: the output (original image) size.
+        basis_stride: input pixels per basis pixel.
+        mask_thresh: mask probability threshold.
+        postprocess, mask_paste: MODEL.SIPMASK.POSTPROCESS and MASK_PASTE.
+    Returns:
+        Instances of (height, width) with pred_boxes, scores, pred_classes and pred_masks
+        (R', height, width) bool.
+    """
+    probs = r.mask_probs
+    r.remove("mask_probs")
+    if postprocess == "official":
+        # boxes scaled as mmdetection rescales them: no clipping, no box dropped
+        scale = r.pred_boxes.tensor.new_tensor(
+            [width / image_size[1], height / image_size[0]] * 2)
+        out = Instances((height, width), pred_boxes=Boxes(r.pred_boxes.tensor * scale),
+                        scores=r.scores, pred_classes=r.pred_classes)
+        keep = r.keep_index
+    else:
+        out = detector_postprocess(r, height, width)  # keeps the boxes' order
+        keep = out.keep_index
+        out.remove("keep_index")
+    probs = probs[keep] if len(out) else probs[:0]
+    if mask_paste == "official":
+        out.pred_masks = upsample_masks(
+            probs, (basis_stride * height / image_size[0], basis_stride * width / image_size[1]),
+            (height, width), mask_thresh,
+        )
+    else:
+        out.pred_masks = paste_masks(probs, out.pred_boxes.tensor, basis_stride, image_size,
+                                     (height, width), mask_thresh)
     return out
 
 
@@ -198,31 +241,10 @@ class SipMask(FCOS):
 
     def _to_output(self, r, image_size, height, width):
         """Instances at input resolution (with mask_probs, keep_index) -> at (height, width),
-        with pred_masks (R, height, width) bool."""
-        probs = r.mask_probs
-        r.remove("mask_probs")
-        if self.postprocess == "official":
-            # boxes scaled as mmdetection rescales them: no clipping, no box dropped
-            scale = r.pred_boxes.tensor.new_tensor(
-                [width / image_size[1], height / image_size[0]] * 2)
-            out = Instances((height, width), pred_boxes=Boxes(r.pred_boxes.tensor * scale),
-                            scores=r.scores, pred_classes=r.pred_classes)
-            keep = r.keep_index
-        else:
-            out = detector_postprocess(r, height, width)  # keeps the boxes' order
-            keep = out.keep_index
-            out.remove("keep_index")
-        probs = probs[keep] if len(out) else probs[:0]
-        if self.mask_paste == "official":
-            stride = self._basis_stride
-            out.pred_masks = upsample_masks(
-                probs, (stride * height / image_size[0], stride * width / image_size[1]),
-                (height, width), self.mask_thresh,
-            )
-        else:
-            out.pred_masks = paste_masks(probs, out.pred_boxes.tensor, self._basis_stride,
-                                         image_size, (height, width), self.mask_thresh)
-        return out
+        with pred_masks (R, height, width) bool (:func:`masks_to_output`)."""
+        return masks_to_output(r, image_size, height, width, basis_stride=self._basis_stride,
+                               mask_thresh=self.mask_thresh, postprocess=self.postprocess,
+                               mask_paste=self.mask_paste)  # fmt: skip
 
     def forward_inference(self, images, features, predictions):
         """
@@ -247,13 +269,13 @@ class SipMask(FCOS):
                     anchors, scores, [x[i] for x in pred_deltas], [x[i] for x in pred_coeffs],
                     image_size,
                 )
-            c = r.coefficients.view(len(r), self.grid[0] * self.grid[1], self.num_basis)
+            c = r.coefficients.view(-1, self.grid[0] * self.grid[1], self.num_basis)
             smp = crop_split if self.mask_paste == "official" else spatial_mask_prediction
             r.mask_probs = smp(basis[i], c, r.pred_boxes.tensor / self._basis_stride, self.grid)
             r.remove("coefficients")
             if self.mask_iou_head is not None:
                 r.scores = r.scores * self.mask_iou_head(r.mask_probs, r.pred_classes)
-            r.keep_index = torch.arange(len(r), device=basis.device)
+            r.keep_index = torch.arange(r.scores.shape[0], device=basis.device)
             results.append(r)
         return results
 
@@ -291,7 +313,7 @@ class SipMask(FCOS):
             values = scores_i[keep]
             idxs = torch.nonzero(keep)
             values, order = values.sort(descending=True)
-            num = min(self.test_topk_candidates, len(order))
+            num = at_most(order, self.test_topk_candidates)
             values, idxs = values[:num], idxs[order[:num]]
             loc, cls = idxs.unbind(dim=1)
             boxes = self.box2box_transform.apply_deltas(deltas_i[loc], anchors_i.tensor[loc])
