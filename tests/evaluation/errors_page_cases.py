@@ -56,6 +56,22 @@ HAND_EXPECTED_B = {
     5: (0, 0, 0, 0),
 }
 
+# All classes, every detection: scores .95 TP, .90 crowd, .85 .80 .70 FP, .60 TP, .55 TP+FP
+# (tied: one operating point), .40 .30 FP; 5 lesions, 5 images. FROC (FP per image,
+# sensitivity) vertices, first point of each sensitivity and the last; PR (recall, precision)
+# at every operating point.
+HAND_FROC = [(0, 0), (0, 0.2), (0.6, 0.4), (0.8, 0.6), (1.2, 0.6)]
+HAND_PR = [
+    (0.2, 1),
+    (0.2, 1 / 2),
+    (0.2, 1 / 3),
+    (0.2, 1 / 4),
+    (0.4, 2 / 5),
+    (0.6, 3 / 7),
+    (0.6, 3 / 8),
+    (0.6, 3 / 9),
+]
+
 
 def expected(table):
     return {img: Counts(*v) for img, v in table.items()}

@@ -19,6 +19,7 @@ from cxr_d2.evaluation.errors_page.cli import main
 from tests.evaluation.errors_page_cases import (
     HAND_EXPECTED,
     HAND_EXPECTED_B,
+    HAND_FROC,
     expected,
     hand_dataset,
     hand_results,
@@ -224,3 +225,11 @@ def test_benchmark_tool_runs(tiny_phantom, tmp_path):
     first8 = sum(len(r["annotations"]) for r in DatasetCatalog.get(PHANTOM)[:8])
     assert f"40 images, {lesions + first8 + 40} predictions" in out.getvalue()
     assert (tmp_path / "b.html").stat().st_size > 0
+
+
+def test_hand_worked_froc_is_the_evaluators():
+    from cxr_d2.evaluation.froc import compute_froc
+
+    with hand_dataset() as name:
+        overall = compute_froc(_coco(name), hand_results())["classes"]["overall"]
+    np.testing.assert_allclose(np.c_[overall["fppi"], overall["sens"]], HAND_FROC, atol=1e-12)

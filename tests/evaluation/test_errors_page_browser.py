@@ -20,6 +20,8 @@ from cxr_d2.evaluation.errors_page import count_errors, dataset_ground_truth
 from cxr_d2.evaluation.errors_page.cli import main
 from tests.evaluation.errors_page_cases import (
     HAND_EXPECTED,
+    HAND_FROC,
+    HAND_PR,
     expected,
     hand_dataset,
     hand_results,
@@ -38,14 +40,29 @@ SET_SLIDER_JS = """const s = document.getElementById('threshold'); s.value = arg
     s.dispatchEvent(new Event('input'));"""
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+def require_chromium(paths=(CHROMIUM, CHROMEDRIVER)):
+    """Skip when chromium or its driver is missing; fail instead when $CI is set."""
+    missing = [p for p in paths if not os.access(p, os.X_OK)]
     if missing:
         why = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver"
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
+
+
+def test_missing_chromium_skips_here_and_fails_in_ci(monkeypatch, tmp_path):
+    absent = (str(tmp_path / "chromium"), CHROMEDRIVER)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium missing: apt-get install"):
+        require_chromium(absent)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="chromium missing: apt-get install"):
+        require_chromium(absent)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -110,9 +127,9 @@ def _python(counts):
     return cards, tuple(sum(v[k] for v in cards.values()) for k in range(3))
 
 
-def _order(counts, key):
+def _order(coco, counts, key):
     """Python's order of the image ids: most errors first, then dataset order."""
-    ids = list(counts)
+    ids = [im["id"] for im in coco.dataset["images"]]
     return [ids[k] for k in sorted(range(len(ids)), key=lambda k: (-key(counts[ids[k]]), k))]
 
 
@@ -130,7 +147,7 @@ def test_counts_slider_class_filter_and_sorting(browser, phantom_page):
         counts = count_errors(coco, results, float(t))
         assert _shown(browser) == _python(counts), t
         shown_order = [int(i) for i, *_ in browser.execute_script(CARDS_JS)]
-        assert shown_order == _order(counts, lambda c: c.fp + c.fn), t
+        assert shown_order == _order(coco, counts, lambda c: c.fp + c.fn), t
     # The keyboard moves the slider by 1/100 of its range: 0.78.
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
@@ -150,7 +167,7 @@ def test_counts_slider_class_filter_and_sorting(browser, phantom_page):
     assert tuple(drawn) == _python(counts)[1]
     Select(browser.find_element("id", "sort")).select_by_value("fn")
     shown_order = [int(i) for i, *_ in browser.execute_script(CARDS_JS)]
-    assert shown_order == _order(counts, lambda c: c.fn)
+    assert shown_order == _order(coco, counts, lambda c: c.fn)
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
 
@@ -196,6 +213,8 @@ def test_hand_worked_case_in_the_page(browser, tmp_path):
         uri = _write_page(tmp_path, name, hand_results())
     browser.get(uri)
     assert re.search(r"no thumbnail: .*hand1\.png", browser.find_element("id", "gallery").text)
+    np.testing.assert_allclose(_curve(browser, "froc"), HAND_FROC, atol=1e-12)
+    np.testing.assert_allclose(_curve(browser, "pr"), HAND_PR, atol=1e-12)
     for t, table in sorted(HAND_EXPECTED.items()):
         browser.execute_script(SET_SLIDER_JS, str(t))
         cards, _ = _shown(browser)
