@@ -11,9 +11,11 @@ from itertools import count
 import numpy as np
 import torch
 from detectron2.config import configurable
+from detectron2.data.transforms import ResizeTransform
 from detectron2.modeling import GeneralizedRCNN
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference_single_image
 from detectron2.modeling.test_time_augmentation import DatasetMapperTTA, GeneralizedRCNNWithTTA
+from fvcore.transforms import HFlipTransform, NoOpTransform, TransformList
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -47,12 +49,13 @@ class DenseDetectorWithTTA(nn.Module):
     A dense detector with test-time augmentation; called as the model (list of input dicts
     with "image" (C, H, W) and "height", "width"; returns [{"instances": Instances}]).
 
-    For each image: the model predicts on every augmented input at that input's own size;
-    each prediction's boxes go back to the original image by the inverse of its transforms
-    (`TransformList.inverse().apply_box`, XYXY_ABS pixels); the union is merged by class-wise
-    NMS with Detectron2's `fast_rcnn_inference_single_image`, as `GeneralizedRCNNWithTTA.
-    _merge_detections`. A mask model's `pred_masks` (R, H, W) go back by the same inverse
-    transforms (`apply_segmentation`, nearest) and each kept detection keeps its own mask.
+    For each image: the model predicts on every augmented input; its boxes (XYXY_ABS) go back
+    to the original image (resizes by the model's own postprocessing to the original size,
+    then flipped back: x -> W - x); the union is merged by class-wise NMS with Detectron2's
+    `fast_rcnn_inference_single_image`, as `GeneralizedRCNNWithTTA._merge_detections`. A mask
+    model's `pred_masks` (R, H, W), pasted by the model at the original size, are flipped
+    back alike, and each kept detection keeps its own mask (no averaging across the
+    augmentations: a dense model has no boxes to re-run its mask head on).
     """
 
     @configurable
@@ -93,12 +96,15 @@ class DenseDetectorWithTTA(nn.Module):
     def _inference_one_image(self, input):
         orig_shape = (input["height"], input["width"])
         augmented = self.tta_mapper(input)
-        tfms = [x.pop("transforms") for x in augmented]
+        backs = []
         for x in augmented:
-            # predict at the augmented image's own size; the inverse transforms map back
-            x["height"], x["width"] = x["image"].shape[1:3]
+            tfm = x.pop("transforms")
+            (x["height"], x["width"]), back = _output_size_and_back(
+                tfm, x["image"].shape[1:3], orig_shape
+            )
+            backs.append(back)
         outputs = self._batch_inference(augmented)
-        boxes, scores, classes, masks = self._map_back(outputs, tfms)
+        boxes, scores, classes, masks = self._map_back(outputs, backs)
         return self._merge_detections(boxes, scores, classes, masks, orig_shape)
 
     def _batch_inference(self, inputs):
@@ -108,17 +114,16 @@ class DenseDetectorWithTTA(nn.Module):
             outputs.extend(o["instances"] for o in self.model(batch))
         return outputs
 
-    def _map_back(self, outputs, tfms):
+    def _map_back(self, outputs, backs):
         """Boxes (R, 4), scores (R,), classes (R,) and masks (R, H, W) bool or None, in the
         original image, concatenated over the augmented predictions."""
         boxes, masks = [], []
-        for output, tfm in zip(outputs, tfms):
-            inverse = tfm.inverse()
+        for output, back in zip(outputs, backs):
             pred = output.pred_boxes.tensor
-            boxes.append(torch.from_numpy(inverse.apply_box(pred.cpu().numpy())).to(pred))
+            boxes.append(torch.from_numpy(back.apply_box(pred.cpu().numpy())).to(pred))
             if output.has("pred_masks"):
                 masks.extend(
-                    inverse.apply_segmentation(m.astype(np.uint8)).astype(bool)
+                    back.apply_segmentation(m.astype(np.uint8)).astype(bool)
                     for m in output.pred_masks.cpu().numpy()
                 )
         scores = torch.cat([o.scores for o in outputs])
@@ -144,6 +149,22 @@ class DenseDetectorWithTTA(nn.Module):
                 stacked[k] = masks[rows[index]]
             merged.pred_masks = torch.from_numpy(stacked).to(boxes.device)
         return merged
+
+
+def _output_size_and_back(tfm, image_hw, orig_hw):
+    """
+    Where the model should put its outputs for an augmented input made by `tfm`, and the
+    transform taking them to the original image. Resizes and horizontal flips (all that
+    DatasetMapperTTA makes) commute: the model predicts straight at the original size (its
+    own box scaling and mask pasting) and only the flip is undone. Any other transform: the
+    model predicts at the augmented size, and the whole `tfm` is inverted.
+    """
+    parts = tfm.transforms if isinstance(tfm, TransformList) else [tfm]
+    if all(isinstance(t, (ResizeTransform, HFlipTransform, NoOpTransform)) for t in parts):
+        flips = sum(isinstance(t, HFlipTransform) for t in parts)
+        back = HFlipTransform(orig_hw[1]) if flips % 2 else NoOpTransform()
+        return tuple(orig_hw), back
+    return tuple(image_hw), tfm.inverse()
 
 
 def build_tta_model(cfg, model):

@@ -142,7 +142,8 @@ def build_ensemble(base_cfg, specs):
             model = build_tta_model(cfg, model)
         cfgs.append(cfg)
         models.append(model)
-        mappers.append(None if _same_input(cfg, base_cfg) else CXRDatasetMapper(cfg, is_train=False))
+        same = _same_input(cfg, base_cfg)
+        mappers.append(None if same else CXRDatasetMapper(cfg, is_train=False))
         logger.info(f"ensemble member {member.spec}: {model_name(cfg)}, weight {member.weight}")
     ensemble = ModelEnsemble(base_cfg, models, [m.weight for m in members], mappers)
     return ensemble.eval(), cfgs
@@ -163,9 +164,9 @@ def test_ensemble(trainer, cfg, specs):
     eval_cfg.CXR.EVAL_TASKS = ["bbox"]
     eval_cfg.CXR.EVAL.MODEL_NAME = "WBF ensemble of " + " + ".join(model_name(c) for c in cfgs)
     eval_cfg.freeze()
+    folder = os.path.join(cfg.OUTPUT_DIR, "inference" + suffix)
     evaluators = [
-        trainer.build_evaluator(eval_cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference" + suffix,
-                                                             name))
+        trainer.build_evaluator(eval_cfg, name, os.path.join(folder, name))
         for name in cfg.DATASETS.TEST
     ]
     res = trainer.test(eval_cfg, ensemble, evaluators)

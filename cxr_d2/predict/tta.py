@@ -14,9 +14,9 @@ __all__ = ["add_tta_arguments", "apply_tta_arguments", "test_with_tta"]
 
 logger = logging.getLogger(__name__)
 
-# A config override's key (MODEL.WEIGHTS, TEST.AUG.ENABLED): where `--ensemble`'s members end
-# when the tool's overrides follow them as positional arguments (train_net's `opts`).
-_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+# A config override's key (MODEL.WEIGHTS, OUTPUT_DIR): where `--ensemble`'s members end when
+# the tool's overrides follow them as positional arguments (train_net's `opts`).
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
 
 MEMBER_HELP = (
     "fuse several models' boxes by weighted boxes fusion: members CFG[@CKPT][:WEIGHT], the "
@@ -40,19 +40,23 @@ def apply_tta_arguments(args, opts_attr="opts"):
     """
     After parsing: `--tta` becomes the override TEST.AUG.ENABLED True (so the run's config
     records it), and config overrides that followed the members of `--ensemble` (KEY VALUE
-    pairs, KEY in capitals with dots) go back to `args.<opts_attr>`. Returns `args`; a
+    pairs, KEY in capitals, not a file) go back to `args.<opts_attr>`. Returns `args`; a
     ConfigError for either flag without `--eval-only` where the parser has that flag.
     """
     if getattr(args, "eval_only", True) is False and (args.tta or args.ensemble):
         raise ConfigError("--tta and --ensemble score trained models: add --eval-only")
     opts = list(getattr(args, opts_attr) or [])
     members = list(args.ensemble or [])
-    end = next((i for i, m in enumerate(members) if _CONFIG_KEY.match(m)), len(members))
+    end = next((i for i, m in enumerate(members) if _is_config_key(m)), len(members))
     args.ensemble, opts = members[:end], members[end:] + opts
     if args.tta:
         opts += ["TEST.AUG.ENABLED", "True"]
     setattr(args, opts_attr, opts)
     return args
+
+
+def _is_config_key(word):
+    return bool(_CONFIG_KEY.match(word)) and not os.path.exists(word.partition("@")[0])
 
 
 def test_with_tta(trainer, cfg, model):
