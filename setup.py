@@ -36,6 +36,9 @@ setup(
     extras_require={
         # tools/export_model.py --format onnx, and running the exported file
         "export": ["onnx>=1.16", "onnxscript>=0.5", "onnxruntime>=1.18"],
+        # DICOM decoders pydicom uses when present: JPEG-LS, 12-bit JPEG, faster JPEG 2000
+        "dicom": ["pylibjpeg>=2", "pylibjpeg-libjpeg>=2", "pylibjpeg-openjpeg>=2",
+                  "pyjpegls>=1.2"],
         # tools/sweep.py on SLURM or submitit's local executor
         "sweep": ["submitit>=1.5"],
         # the error-analysis page's browser test (with Debian's chromium and chromium-driver)
@@ -48,6 +51,10 @@ setup(
             "onnxruntime>=1.18",
             "submitit>=1.5",
             "selenium>=4.20",
+            "pylibjpeg>=2",
+            "pylibjpeg-libjpeg>=2",
+            "pylibjpeg-openjpeg>=2",
+            "pyjpegls>=1.2",
         ],
     },
     # Projects whose add_x_config the tools apply (cxr_d2/engine/projects.py).

@@ -17,12 +17,14 @@ import sys
 import tempfile
 import time
 
+import cv2
 import numpy as np
 import pydicom
 
 from cxr_d2.data import dicom
 from cxr_d2.data.image_cache import ImageCache
 from cxr_d2.data.image_io import unit_to_uint8
+from cxr_d2.data.phantom import draw_phantom
 from cxr_d2.data.phantom.dicom_writer import write_dicom
 
 CASES = {
@@ -36,7 +38,10 @@ CASES = {
 
 def _file(folder, name, size, bits, attrs):
     rng = np.random.default_rng(0)
-    stored = rng.integers(0, 2**bits, size=size, dtype=np.uint16)
+    film, _ = draw_phantom(rng, 512)  # a radiograph-like image, so compression is realistic
+    film = cv2.resize(film.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+    noise = rng.normal(0, 2 ** (bits - 10), size=size)
+    stored = np.clip(film * (2**bits - 1) / 255 + noise, 0, 2**bits - 1).astype(np.uint16)
     path = os.path.join(folder, name)
     write_dicom(path, np.zeros(size, np.uint8), bits_stored=16)
     ds = pydicom.dcmread(path)
@@ -69,6 +74,38 @@ def _cache_case(folder, path, repeats):
     d, c = (statistics.median(times[k][2:]) for k in ("decode", "cache"))
     print(f"{'read_image (BGR)':22s} decode {d:6.1f} ms   cache hit {c:6.1f} ms   {d / c:4.1f}x   "
           f"({1000 / d:.0f} vs {1000 / c:.0f} images/s)")
+
+
+DECODERS = {  # transfer syntax -> pydicom decoding plugins to compare
+    "JPEG2000Lossless": ("pillow", "pylibjpeg"),
+    "JPEGLSLossless": ("pyjpegls", "pylibjpeg"),
+}
+
+
+def _decoder_cases(path, repeats):
+    """Decoding the same 12-bit film compressed: each available plugin (the `dicom` extra)."""
+    import pydicom.uid
+    from pydicom.pixels import pixel_array
+
+    for syntax, plugins in DECODERS.items():
+        ds = pydicom.dcmread(path)
+        try:
+            ds.compress(getattr(pydicom.uid, syntax))
+        except Exception as e:  # no encoder installed
+            print(f"{syntax:22s} not measured: cannot encode ({type(e).__name__})")
+            continue
+        reference = pydicom.dcmread(path).pixel_array
+        line = []
+        for plugin in plugins:
+            try:
+                if not np.array_equal(pixel_array(ds, decoding_plugin=plugin), reference):
+                    sys.exit(f"error: {syntax} through {plugin} is not lossless")
+            except Exception as e:
+                line.append(f"{plugin}: unavailable ({type(e).__name__})")
+                continue
+            ms = _median_ms(lambda p=plugin: pixel_array(ds, decoding_plugin=p), repeats)
+            line.append(f"{plugin} {ms:6.1f} ms")
+        print(f"{syntax:22s} " + "   ".join(line))
 
 
 def main(argv=None):
@@ -104,6 +141,7 @@ def main(argv=None):
             print(f"{name:22s} float {f:7.1f} ms   table {t:6.1f} ms   {f / t:4.1f}x   "
                   f"(whole read_dicom {read:.1f} ms)")
         _cache_case(folder, path, args.repeats)
+        _decoder_cases(path, args.repeats)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -389,9 +389,13 @@ def _first_frame(ds, head, path):
         return pixel_array(ds, index=0)
     except Exception as e:  # pydicom raises many types; all mean "cannot decode"
         syntax = ds.file_meta.TransferSyntaxUID
+        hint = ""
+        if syntax.is_compressed and "plugin" in str(e).lower():
+            hint = ("; install the optional decoders (JPEG-LS, 12-bit JPEG, JPEG 2000): "
+                    "pip install 'cxr-d2[dicom]'")
         raise DatasetError(
             f"{path}: cannot decode pixel data (transfer syntax {syntax.name}): "
-            f"{type(e).__name__}: {_line(e)}"
+            f"{type(e).__name__}: {_line(e)}{hint}"
         ) from None
 
 
