@@ -78,7 +78,7 @@ def expected(table):
 
 
 @contextlib.contextmanager
-def hand_dataset():
+def hand_dataset(classes=("a", "b")):
     """Register HAND_GT as a Detectron2 dataset (its image files do not exist)."""
     dicts = [
         {
@@ -94,7 +94,7 @@ def hand_dataset():
         for i, anns in HAND_GT.items()
     ]
     DatasetCatalog.register(HAND, lambda: dicts)
-    MetadataCatalog.get(HAND).set(thing_classes=["a", "b"], evaluator_type="coco")
+    MetadataCatalog.get(HAND).set(thing_classes=list(classes), evaluator_type="coco")
     try:
         yield HAND
     finally:

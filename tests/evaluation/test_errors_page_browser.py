@@ -247,3 +247,14 @@ def test_mask_matching_in_the_page(browser, phantom_page, tmp_path):
         browser.execute_script(SET_SLIDER_JS, t)
         segm = count_errors(coco, results, float(t), "segm")
         assert _shown(browser) == _python(segm) != _python(count_errors(coco, results, float(t)))
+
+
+def test_names_are_text_not_markup(browser, tmp_path):
+    classes = ("a</script><!--", "<b>b</b>")
+    with hand_dataset(classes) as name:
+        uri = _write_page(tmp_path, name, hand_results())
+    browser.get(uri)
+    options = browser.find_elements("css selector", "#class-filter option")
+    assert [o.text for o in options] == ["all classes", *classes]
+    assert not browser.find_elements("css selector", "#gallery b")
+    assert _shown(browser)[0] == {i: c[:3] for i, c in expected(HAND_EXPECTED[0.5]).items()}

@@ -176,8 +176,8 @@ def _asset(name):
 
 def render_html(data):
     """The page: assets/page.html with the CSS, the JavaScript and `data` inlined."""
-    # "</" inside the JSON would close its <script> element.
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    # "</script" or "<!--" inside the JSON would end or confuse its <script> element.
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     parts = {
         "TITLE": html.escape(data["title"]),
         "CSS": _asset("page.css"),
