@@ -19,7 +19,7 @@ from ..engine.analysis import build_analysis_model
 from ..engine.trainer import Trainer
 from ..errors import ConfigError, CXRError
 from .compare import compare_instances
-from .exporter import METHODS, export_model
+from .exporter import METHODS, ONNX_OPSET, export_model
 from .runtime import load_exported
 from .spec import FORMATS
 
@@ -36,6 +36,8 @@ def export_parser():
     p.add_argument("--format", choices=FORMATS, default="onnx")
     p.add_argument("--export-method", choices=METHODS, default="tracing",
                    help="scripting: TorchScript only, R-CNNs and RetinaNet")
+    p.add_argument("--opset", type=int, default=ONNX_OPSET,
+                   help="ONNX opset (19 for deformable convolution, exported as DeformConv)")
     p.add_argument("--sample-image", metavar="FILE",
                    help="PNG, JPEG or DICOM traced and checked (default: the first image of "
                    "DATASETS.TEST[0])")
@@ -89,7 +91,8 @@ def main(argv=None):
                           args.output)
         model = build_analysis_model(cfg)
         inputs = sample_inputs(cfg, args.sample_image)
-        path = export_model(cfg, model, inputs, args.format, args.output, args.export_method)
+        path = export_model(cfg, model, inputs, args.format, args.output, args.export_method,
+                            args.opset)
         exported = load_exported(path)
         report = check_against_pytorch(model, exported, inputs)
     except CXRError as e:
