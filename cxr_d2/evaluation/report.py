@@ -131,19 +131,25 @@ def _row_label(record, path):
     return model
 
 
-# Config keys that tell seeds of one experiment apart, not experiments.
-_SEED_KEYS = ("SEED", "OUTPUT_DIR")
+# Config keys that differ between the seeds (and evaluations) of one experiment: SEED, the
+# run's folder, the dataset scored, and MODEL.WEIGHTS where it is the run's own checkpoint.
+_SEED_KEYS = ("SEED", "OUTPUT_DIR", "DATASETS.TEST")
 
 
 def _config_without_seed(record):
-    """The run's config (a dict) without _SEED_KEYS; None where evaluation.json has none."""
+    """The run's config (a flat dict) without _SEED_KEYS; None where evaluation.json has none."""
     try:
         config = yaml.safe_load(record.get("config") or "")
     except yaml.YAMLError:
         return None
     if not isinstance(config, dict):
         return None
-    return {k: v for k, v in config.items() if k not in _SEED_KEYS}
+    flat = _flat(config)
+    own = str(flat.get("OUTPUT_DIR") or "")
+    weights = str(flat.get("MODEL.WEIGHTS") or "")
+    if own and weights.startswith(os.path.join(own, "")):
+        flat.pop("MODEL.WEIGHTS")
+    return {k: v for k, v in flat.items() if k not in _SEED_KEYS}
 
 
 def _flat(config, prefix=""):
@@ -167,9 +173,9 @@ def _seed(record):
 def collect(paths):
     """
     Read every run. Returns (records, skipped): records are metrics dicts with `_row` (the
-    row label: runs that differ only by seed share it, other runs with one model name are
-    told apart by the config keys that differ, or their folder) and `_path`; skipped is a
-    list of (path, reason). A file named twice is read once.
+    row label: runs that differ only by seed share it; other runs of one model name on one
+    dataset are told apart by the config keys that differ, or their folder), `_seed` and
+    `_path`; skipped is a list of (path, reason). A file named twice is read once.
     """
     records, skipped, seen = [], [], set()
     for path in paths:
@@ -198,31 +204,32 @@ def collect(paths):
 
 
 def _label_groups(records):
-    """Suffix `_row` where one model name covers several groups of seeds."""
-    groups = OrderedDict()  # label -> {group key: (config, run)}
+    """
+    Where one model name on one dataset covers runs that differ by more than the seed (a grid
+    point, another schedule), suffix `_row` with the config keys that differ between them, or
+    the run folder where evaluation.json has no config. Seeds of one experiment keep one row.
+    """
+    cells = OrderedDict()  # (label, dataset) -> {experiment key: [records]}
     for r in records:
         key = r["_run"] if r["_config"] is None else json.dumps(r["_config"], sort_keys=True)
-        r["_group"] = key
-        groups.setdefault(r["_row"], OrderedDict()).setdefault(key, (r["_config"], r))
-    suffix = {}
-    for label, members in groups.items():
-        if len(members) < 2:
+        cells.setdefault((r["_row"], r["dataset"]), OrderedDict()).setdefault(key, []).append(r)
+    suffixes = []
+    for parts in cells.values():
+        if len(parts) < 2:
             continue
-        configs = [c for c, _ in members.values()]
+        configs = [group[0]["_config"] for group in parts.values()]
         differing = []
         if all(c is not None for c in configs):
-            flat = [_flat(c) for c in configs]
-            keys = sorted(set().union(*flat))
-            differing = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
-        for key, (config, first) in members.items():
+            keys = sorted(set().union(*configs))
+            differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+        for group, config in zip(parts.values(), configs):
             if differing:
-                shown = _flat(config)
-                suffix[key] = ", ".join(f"{k}={shown.get(k)}" for k in differing[:3])
+                suffix = ", ".join(f"{k}={config.get(k)}" for k in differing[:3])
             else:
-                suffix[key] = _run_name(first["_path"])
-    for r in records:
-        if r["_group"] in suffix:
-            r["_row"] = f"{r['_row']} [{suffix[r['_group']]}]"
+                suffix = _run_name(group[0]["_path"])
+            suffixes += [(r, suffix) for r in group]
+    for r, suffix in suffixes:
+        r["_row"] = f"{r['_row']} [{suffix}]"
 
 
 def _cell(record, table):

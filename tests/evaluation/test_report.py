@@ -367,3 +367,42 @@ def test_runs_without_predictions_get_no_interval(tmp_path, capsys):
     row = _csv_rows(tmp_path / "out" / "table1_class_specific_uncertainty.csv")[0]
     assert row["mAP"] == "50.000" and row["mAP lo"] == row["mAP hi"] == ""
     assert "No bootstrap interval" in (tmp_path / "out" / "tables.md").read_text()
+
+
+def _config_yaml(out, seed, lr=0.02, train="cxr_phantom_train", test="cxr_phantom_test"):
+    return (
+        f"DATASETS:\n  TEST:\n  - {test}\n  TRAIN:\n  - {train}\nMODEL:\n"
+        f"  WEIGHTS: {out}/model_final.pth\nOUTPUT_DIR: {out}\nSEED: {seed}\n"
+        f"SOLVER:\n  BASE_LR: {lr}\n"
+    )
+
+
+def test_rows_group_seeds_and_split_grid_points(tmp_path):
+    """Seeds of one experiment are one row (its own MODEL.WEIGHTS and DATASETS.TEST aside);
+    another learning rate on the same dataset is another row, named by the key."""
+    main = runpy.run_path(os.path.join("tools", "report.py"), run_name="report")["main"]
+    runs = {  # folder: (seed, lr, dataset, AP)
+        "s0": (0, 0.02, "cxr_phantom_test", 40.0),
+        "s1": (1, 0.02, "cxr_phantom_test", 44.0),
+        "lr": (0, 0.01, "cxr_phantom_test", 30.0),
+        "other": (0, 0.02, "cxr_phantom_val", 20.0),
+    }
+    for name, (seed, lr, dataset, ap) in runs.items():
+        out = tmp_path / name
+        folder = out / "inference" / dataset
+        folder.mkdir(parents=True)
+        config = _config_yaml(out, seed, lr, test=dataset)
+        record = _metrics(dataset=dataset, config=config)
+        record["tasks"]["bbox"]["AP"] = ap
+        (folder / "evaluation.json").write_text(json.dumps(record))
+    paths = [str(tmp_path / n) for n in runs] + [str(tmp_path / "s0")]  # one named twice
+    assert main([*paths, "--output", str(tmp_path / "out"), "--bootstrap", "0"]) == 0
+    table = {r["Model"]: r for r in _csv_rows(tmp_path / "out" / "table1_class_specific.csv")}
+    assert table["RetinaNet R-18-FPN [SOLVER.BASE_LR=0.02]"]["cxr_phantom_test mAP"] == "42.0"
+    assert table["RetinaNet R-18-FPN [SOLVER.BASE_LR=0.01]"]["cxr_phantom_test mAP"] == "30.0"
+    assert table["RetinaNet R-18-FPN"]["cxr_phantom_val mAP"] == "20.0"
+    assert len(table) == 3
+    spread = _csv_rows(tmp_path / "out" / "table1_class_specific_uncertainty.csv")
+    seeded = next(r for r in spread if r["Model"].endswith("0.02]"))
+    assert seeded["Seeds"] == "2"
+    assert float(seeded["mAP std"]) == pytest.approx(np.std([40, 44], ddof=1), abs=1e-3)
