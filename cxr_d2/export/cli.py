@@ -44,7 +44,8 @@ def export_parser():
     p.add_argument("--run-eval", action="store_true",
                    help="evaluate the exported model on DATASETS.TEST[0] and print the metrics")
     p.add_argument("--output", required=True, metavar="DIR",
-                   help="folder for model.ts/model.onnx, model.json and evaluation results")
+                   help="folder for model.ts/model.onnx, model.json and evaluation results "
+                   "(TorchScript: also Detectron2's dump_torchscript_IR text files)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return p
 
@@ -55,7 +56,7 @@ def sample_inputs(cfg, sample_image=None):
     if sample_image:
         image = read_image(sample_image, cfg.INPUT.FORMAT)
         aug = T.AugInput(image)
-        T.AugmentationList(CXRDatasetMapper(cfg, is_train=False).augmentations)(aug)
+        CXRDatasetMapper(cfg, is_train=False).augmentations(aug)
         resized = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
         return [{"image": resized, "height": image.shape[0], "width": image.shape[1]}]
     if not cfg.DATASETS.TEST:
@@ -77,7 +78,8 @@ def run_eval(cfg, exported, output_dir):
     """The exported model evaluated on DATASETS.TEST[0]; returns the metrics."""
     dataset = cfg.DATASETS.TEST[0]
     loader = Trainer.build_test_loader(cfg, dataset)
-    evaluator = Trainer.build_evaluator(cfg, dataset, os.path.join(output_dir, "inference", dataset))
+    folder = os.path.join(output_dir, "inference", dataset)
+    evaluator = Trainer.build_evaluator(cfg, dataset, folder)
     return inference_on_dataset(exported.predict_batch, loader, evaluator)
 
 
@@ -92,7 +94,7 @@ def main(argv=None):
         model = build_analysis_model(cfg)
         inputs = sample_inputs(cfg, args.sample_image)
         path = export_model(cfg, model, inputs, args.format, args.output, args.export_method,
-                            args.opset)
+                            args.opset, dump_ir=args.format == "torchscript")
         exported = load_exported(path)
         report = check_against_pytorch(model, exported, inputs)
     except CXRError as e:

@@ -90,7 +90,7 @@ def _compare_masks(ma, mb, min_iou, out):
     """ma, mb: (P, H, W) bool masks of the P pairs."""
     inter = (ma & mb).flatten(1).sum(1)
     union = (ma | mb).flatten(1).sum(1)
-    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter, dtype=torch.float))
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones(len(union)))
     out.min_mask_iou = float(iou.min())
     out.mask_pixels_differ = int((ma ^ mb).sum())
     if out.min_mask_iou < min_iou:

@@ -65,7 +65,7 @@ def _deform_conv2d(g, x, weight, offset, mask, bias, stride_h, stride_w, pad_h, 
 def _deform_conv2d_needs_opset_19(g, *args):
     raise UnsupportedExport(
         f"deformable convolution exports as ONNX DeformConv, an opset {DEFORM_CONV_OPSET} "
-        f"operator: export with opset={DEFORM_CONV_OPSET} (cxr_d2.export.export_model(..., "
+        f"operator: export with --opset {DEFORM_CONV_OPSET} (export_model(..., "
         f"opset={DEFORM_CONV_OPSET}))"
     )
 

@@ -6,7 +6,9 @@ import re
 
 import pytest
 import torch
+from detectron2.data import DatasetCatalog
 from detectron2.evaluation import inference_on_dataset
+from PIL import Image
 
 from cxr_d2.engine import Trainer
 from cxr_d2.export import cli
@@ -46,6 +48,29 @@ def test_onnx_export_checks_and_evaluates_as_pytorch(tiny_phantom, one_thread, t
     # random weights score AP 0 on both sides: the detections the evaluator saw must agree too
     results = out_dir / "inference" / dataset / "coco_instances_results.json"
     _assert_same_results(results, tmp_path / "pytorch" / "coco_instances_results.json")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["tracing", "scripting"])
+def test_torchscript_of_a_sample_film(tiny_phantom, one_thread, tmp_path, method):
+    """--sample-image: a film file at another size than the test set's, read and resized by the
+    tool; the exported Mask R-CNN agrees with PyTorch on it and its TorchScript IR is dumped."""
+    cfg, model = tiny_model("mask_rcnn", tmp_path)
+    weights = tmp_path / "w.pth"
+    torch.save({"model": model.state_dict()}, weights)
+    film = tmp_path / "film.png"
+    record = DatasetCatalog.get(f"{TINY}_test")[0]
+    Image.open(record["file_name"]).crop((0, 0, 128, 96)).resize((256, 192)).save(film)
+    out_dir = tmp_path / "export"
+    rc, out, err = _run(["--config-file", cpu_config("mask_rcnn"), "--format", "torchscript",
+                         "--export-method", method, "--sample-image", str(film),
+                         "--output", str(out_dir)] + TINY_OPTS + LOW_THRESHOLDS
+                        + ["MODEL.WEIGHTS", str(weights)])
+    assert rc == 0, err[-2000:]
+    assert "20 vs 20 detections" in out and "mask" in out
+    meta = json.loads((out_dir / "model.json").read_text())
+    assert meta["sample_size"] == [96, 128] and meta["export_method"] == method
+    assert (out_dir / "model.ts").is_file() and (out_dir / "model_ts_code.txt").is_file()
 
 
 def _assert_same_results(path_a, path_b):
