@@ -16,6 +16,7 @@ Runs train on <dataset>_train and are scored on <dataset>_val. Finished runs are
 killed or preempted ones resume from their last good checkpoint. Matrix format: the
 docstring of cxr_d2/sweep/matrix.py and README.md ("Sweeps").
 """
+
 from cxr_d2.sweep.cli import main
 
 if __name__ == "__main__":

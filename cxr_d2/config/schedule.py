@@ -8,6 +8,7 @@ or, with DATALOADER.FILTER_EMPTY_ANNOTATIONS, those with at least one non-crowd 
 images / SOLVER.IMS_PER_BATCH (the batch over all GPUs), so the same config means the same
 number of passes on NIH (~700 training films) and on TBX11K (~6700).
 """
+
 import logging
 import math
 
@@ -48,7 +49,9 @@ def training_images(cfg):
         records = DatasetCatalog.get(name)
         if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
             records = [
-                r for r in records if any(a.get("iscrowd", 0) == 0 for a in r.get("annotations", []))
+                r
+                for r in records
+                if any(a.get("iscrowd", 0) == 0 for a in r.get("annotations", []))
             ]
         total += len(records)
     return total

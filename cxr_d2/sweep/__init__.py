@@ -3,6 +3,7 @@ Sweeps: a matrix file (configs x datasets x seeds x searched config keys) expand
 tools/train_net.py runs, each in its own OUTPUT_DIR with a run.json, executed here, through
 submitit's LocalExecutor or on SLURM; `select` picks on val and scores test once.
 """
+
 from .executor import SLURM_KEYS, make_submitit_executor, run_local, run_submitit, slurm_parameters
 from .job import RunJob, rendezvous
 from .matrix import Matrix, RunSpec, expand, load_matrix, point_name

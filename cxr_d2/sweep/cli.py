@@ -1,4 +1,5 @@
 """tools/sweep.py: run a matrix of tools/train_net.py runs, list their state, select on val."""
+
 import argparse
 import os
 import sys
@@ -138,29 +139,33 @@ def _report_failures(failures):
     for spec, why in failures:
         print(f"failed: {spec.output_dir}: {why}", file=sys.stderr)
     if failures:
-        sys.exit(f"error: {len(failures)} run(s) failed; fix them and run again (finished runs are kept)")
+        sys.exit(
+            f"error: {len(failures)} run(s) failed; fix them and run again (finished runs are kept)"
+        )
     return 0
 
 
 def _status(args, matrix, runs):
     metric = matrix.select["metric"]
-    rows = []
-    for r in runs:
-        data = read_run(r)
-        done = last_iteration(r)
-        rows.append([
-            os.path.relpath(r.output_dir, matrix.root), run_state(r),
-            "final" if done < 0 else done, data.get("attempts", 0),
-            _fmt(read_metric(r, r.val, metric)), _fmt(read_metric(r, r.test, metric)),
-            {True: "yes", False: ""}.get(data.get("selected"), ""),
-        ])  # fmt: skip
-    headers = ["run", "state", "iteration", "attempts", f"val {metric}", f"test {metric}", "selected"]
+    rows = [_status_row(r, matrix.root, metric) for r in runs]
+    headers = ["run", "state", "iteration", "attempts", f"val {metric}", f"test {metric}",
+               "selected", "error"]  # fmt: skip
     print(tabulate(rows, headers=headers, tablefmt="github"))
     counts = {}
     for row in rows:
         counts[row[1]] = counts.get(row[1], 0) + 1
     print(", ".join(f"{n} {state}" for state, n in counts.items()))
     return 0
+
+
+def _status_row(r, root, metric):
+    data, state, done = read_run(r), run_state(r), last_iteration(r)
+    return [
+        os.path.relpath(r.output_dir, root), state, "final" if done < 0 else done,
+        data.get("attempts", 0), _fmt(read_metric(r, r.val, metric)),
+        _fmt(read_metric(r, r.test, metric)), "yes" if data.get("selected") else "",
+        (data.get("error") or "")[:80] if state == "failed" else "",
+    ]  # fmt: skip
 
 
 def _fmt(value):

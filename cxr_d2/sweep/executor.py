@@ -11,6 +11,7 @@ Where a sweep's runs execute:
 The matrix's `slurm:` mapping and the command line set the SLURM parameters (SLURM_KEYS);
 submitit writes them as the `#SBATCH` lines of the job array.
 """
+
 import dataclasses
 import json
 import logging
@@ -23,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 import submitit
 
 from ..errors import ConfigError
-from .job import RunJob
 from .state import record
 
 __all__ = ["SLURM_KEYS", "slurm_parameters", "make_submitit_executor", "run_local", "run_submitit"]

@@ -4,18 +4,18 @@ Detectron2's `launch` on every GPU of every node the job holds, resuming from th
 good checkpoint. A submitit `Checkpointable`: on preemption or time limit submitit requeues
 the same job, which resumes (`--resume` is always on; without a checkpoint it starts anew).
 """
+
 import hashlib
 import logging
 import os
 import shlex
 import socket
-import sys
 
 import submitit
 import torch
 from detectron2.engine import default_argument_parser, launch
 
-from .state import record
+from .state import read_run, record
 
 __all__ = ["RunJob", "train_net_argv", "rendezvous"]
 
@@ -79,8 +79,8 @@ class RunJob(submitit.helpers.Checkpointable):
         try:
             launch(_train_main, num_gpus, num_machines=num_machines, machine_rank=machine_rank,
                    dist_url=dist_url, args=(args,))  # fmt: skip
-        except BaseException as e:
-            if main_node and not self.eval_only and not isinstance(e, KeyboardInterrupt):
+        except Exception as e:  # not SystemExit: submitit's requeue on USR2 is no failure
+            if main_node and not self.eval_only:
                 record(self.spec, self.sweep, state="failed", error=f"{type(e).__name__}: {e}")
             raise
         if main_node and not self.eval_only:
@@ -93,8 +93,6 @@ class RunJob(submitit.helpers.Checkpointable):
 
 
 def _attempts(spec):
-    from .state import read_run
-
     return int(read_run(spec).get("attempts") or 0)
 
 

@@ -19,6 +19,7 @@ a point being one setting of the searched config keys (a grid, random draws, or 
 Runs train on `<dataset>_train` and are scored on `<dataset>_val`; `select` scores the chosen
 point on `<dataset>_test` once (select.py).
 """
+
 import itertools
 import math
 import os
@@ -175,12 +176,17 @@ def _check(m):
                 f"KEY: {{one of {', '.join(_DISTRIBUTIONS)}: [...]}}"
             )
         for key, dist in m.random["space"].items():
-            if not (isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in _DISTRIBUTIONS):
+            if not (
+                isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in _DISTRIBUTIONS
+            ):
                 raise ConfigError(
                     f"matrix file {m.path}: random space '{key}' is {dist!r}; give one of "
                     f"{', '.join(_DISTRIBUTIONS)} with its list, e.g. {{log_uniform: [0.001, 0.1]}}"
                 )
-    if m.select.get("mode") not in ("max", "min") or len(str(m.select.get("metric")).split(".")) != 2:
+    if (
+        m.select.get("mode") not in ("max", "min")
+        or len(str(m.select.get("metric")).split(".")) != 2
+    ):
         raise ConfigError(
             f"matrix file {m.path}: select is {m.select!r}; give metric TASK.METRIC (e.g. "
             "bbox.AP, segm.AP50) and mode max or min"
@@ -188,7 +194,7 @@ def _check(m):
 
 
 def _draw(rng, dist):
-    (kind, args), = dist.items()
+    ((kind, args),) = dist.items()
     if kind == "choice":
         return rng.choice(args)
     lo, hi = args

@@ -6,6 +6,7 @@ One sweep run in this process, as the `local` executor starts it:
 SPEC_JSON is a RunSpec as JSON; the run is tools/train_net.py's (job.py). A CXRError ends it
 with one line, `error: ...`, and exit status 1.
 """
+
 import argparse
 import json
 import sys

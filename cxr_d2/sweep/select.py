@@ -9,6 +9,7 @@ once (each seed's model_final.pth), and record both in `<root>/<stem>/<dataset>/
 Test scores of any other point never exist: a group whose test split was already scored for
 another point is refused (re-picking after seeing test would leak it).
 """
+
 import json
 import os
 import statistics

@@ -10,6 +10,7 @@ run.json (one per run folder; what tools/report.py can group by):
     state (pending|submitted|running|finished|failed), attempts, host, pid, job_id,
     error (failed), selected (set by `select`), updated (UTC ISO time)
 """
+
 import datetime
 import json
 import os
@@ -84,28 +85,33 @@ def last_iteration(spec):
 
 
 def _alive(pid):
+    """Whether process `pid` of this host still runs (a zombie, killed but not reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def run_state(spec):
     """
     finished, failed, running, submitted, interrupted (has a checkpoint, nothing running: the
-    next `run` resumes it) or pending. A local run recorded as running whose process is gone
-    is interrupted.
+    next `run` resumes it) or pending. A run recorded as running on this host whose process is
+    gone is interrupted (on SLURM, a requeued job records itself running again).
     """
     if is_finished(spec):
         return "finished"
     data = read_run(spec)
     state = data.get("state")
     if state == "running" and data.get("host") == socket.gethostname() and data.get("pid"):
-        if not data.get("job_id") and not _alive(data["pid"]):
-            state = "interrupted"
+        if not _alive(data["pid"]):
+            return "interrupted"
     if state in ("failed", "running", "submitted"):
         return state
     return "interrupted" if last_iteration(spec) else "pending"

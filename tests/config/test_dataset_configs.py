@@ -3,6 +3,7 @@ The paper's experiments per dataset (configs/<dataset>/): every one exists, merg
 check_config with the catalog's dataset names, starts from ImageNet weights its config fits,
 and its schedule in epochs resolves to the iterations configs/README.md states.
 """
+
 import os
 
 import pytest
@@ -25,8 +26,11 @@ DATASETS = {  # folder -> source
     "TBX11K": "tbx11k",
     "UML-Peru": "uml_peru",
 }
-DETECTORS = [f"{a}_{b}_FPN" for a in ("faster_rcnn", "retinanet")
-             for b in ("R_50", "R_101", "R_152", "X_101_32x8d", "X_152_32x8d")]
+DETECTORS = [
+    f"{a}_{b}_FPN"
+    for a in ("faster_rcnn", "retinanet")
+    for b in ("R_50", "R_101", "R_152", "X_101_32x8d", "X_152_32x8d")
+]
 DETECTORS += ["ssd512_VGG16", "yolov3_608_DarkNet53", "fcos_R_50_FPN"]
 SEGMENTERS = ["mask_rcnn_R_50_FPN", "mask_rcnn_R_101_FPN", "blendmask_R_50_FPN",
               "blendmask_R_101_FPN", "solov2_R_50_FPN", "sipmask_R_50_FPN"]  # fmt: skip

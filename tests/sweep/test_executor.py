@@ -1,5 +1,6 @@
 """SLURM settings -> submitit's SlurmExecutor parameters -> #SBATCH lines; the rendezvous of a
 multi-node job; the local executor's one run per GPU."""
+
 import os
 import stat
 import types

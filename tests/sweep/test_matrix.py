@@ -1,4 +1,5 @@
 """A matrix file's expansion into runs, counted by hand; bad files are one line."""
+
 import math
 import os
 

@@ -3,6 +3,7 @@ A sweep run end to end (in this process, 1 iteration on the tiny phantom): train
 on val, skipped once finished, listed by status. The val -> test selection rule against
 hand-worked scores (select's test scoring runs in test_phantom_matrix.py, slow).
 """
+
 import json
 import os
 
@@ -10,7 +11,7 @@ import pytest
 
 from cxr_d2.sweep.cli import main
 from cxr_d2.sweep.matrix import expand, load_matrix
-from cxr_d2.sweep.select import SELECTION_FILE, choose, write_selection
+from cxr_d2.sweep.select import choose, write_selection
 from cxr_d2.sweep.state import metrics_path, read_run, run_state
 
 from tests.helpers import REPO_ROOT, TINY, TINY_OPTS
@@ -108,3 +109,38 @@ def test_select_refuses_unfinished_runs(tmp_path):
     matrix = write_matrix(tmp_path, ["configs/Phantom/retinanet_R_18_FPN_cpu.yaml"])
     with pytest.raises(SystemExit, match="is pending: select needs every run"):
         main(["select", matrix])
+
+
+def test_status_tells_killed_failed_and_pending_runs_apart(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from cxr_d2.sweep.state import record
+
+    grid = "grid: {SOLVER.BASE_LR: [0.01, 0.02, 0.04, 0.08]}\n"
+    matrix = write_matrix(tmp_path, ["configs/Phantom/retinanet_R_18_FPN_cpu.yaml"], grid=grid)
+    killed, failed, checkpointed, pending = expand(load_matrix(matrix))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that has ended: its run was killed
+    record(killed, state="running", pid=gone.pid, host=__import__("socket").gethostname())
+    record(failed, state="failed", error="ConfigError: SOLVER.BASE_LR is -1.0: give a rate > 0")
+    os.makedirs(checkpointed.output_dir)
+    with open(os.path.join(checkpointed.output_dir, "last_checkpoint"), "w") as f:
+        f.write("model_0000099.pth")
+    capsys.readouterr()
+    main(["status", matrix])
+    out = capsys.readouterr().out
+    cells = {}
+    for line in out.splitlines():
+        if "seed0" in line:
+            row = [c.strip() for c in line.split("|")[1:-1]]
+            cells[row[0].rsplit("=", 1)[1]] = row[1:]
+    # state, iteration, attempts, val, test, selected, error
+    assert cells["0.01"][:2] == ["interrupted", "0"]
+    assert cells["0.02"][0] == "failed" and "give a rate > 0" in cells["0.02"][-1]
+    assert cells["0.04"][:2] == ["interrupted", "100"]  # resumes after iteration 100
+    assert cells["0.08"][:2] == ["pending", "0"]
+    assert out.strip().endswith("2 interrupted, 1 failed, 1 pending")
+    # run picks up all but the finished: killed, failed and checkpointed resume, pending starts
+    main(["run", matrix, "--dry-run"])
+    assert "4 runs in" in capsys.readouterr().out
