@@ -138,7 +138,7 @@ class ImageMatches:
                 if e is None:
                     continue
                 s = e["dtScores"][:max_det]
-                matched = e["dtMatches"][:, :max_det] > 0
+                matched = e["dtMatches"][:, :max_det] != 0  # a gt id, 0 where unmatched
                 ignored = e["dtIgnore"][:, :max_det].astype(bool)
                 scores.append(np.asarray(s, dtype=float))
                 image.append(np.full(len(s), i))

@@ -160,7 +160,8 @@ def test_train_net_two_cpu_processes(tiny_phantom, tmp_path):
     processes and on 1 gives the same metrics."""
     env = dict(tiny_phantom, OMP_NUM_THREADS="1")
     tool = [sys.executable, os.path.join(REPO_ROOT, "tools", "train_net.py")]
-    common = ["--config-file", cpu_config("faster_rcnn"), *TINY_OPTS, *_EVAL_OPTS]
+    common = ["--dist-url", "auto", "--config-file", cpu_config("faster_rcnn"), *TINY_OPTS]
+    common += _EVAL_OPTS
 
     def run(*args):
         r = subprocess.run(
