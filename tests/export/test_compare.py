@@ -4,15 +4,19 @@ import json
 
 import pytest
 import torch
+from detectron2.config import get_cfg
 from detectron2.export.flatten import flatten_to_tuple
+from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
+from cxr_d2.errors import CXRError
 from cxr_d2.export import (
     UnsupportedExport,
     compare_instances,
     export_model,
     find_export_spec,
+    load_exported,
     register_export,
 )
 from cxr_d2.export.schema import flat_names, schema_from_json, schema_to_json
@@ -96,3 +100,48 @@ register_export(_NotScriptable, inference=lambda m, x: None, postprocess="x.y", 
 def test_refusals_of_a_registered_architecture(tmp_path, fmt, method, message):
     with pytest.raises(UnsupportedExport, match=f"^{message}$"):
         export_model(None, _NotScriptable(1, 1), torch.zeros(3, 8, 8), fmt, str(tmp_path), method)
+
+
+class _TinyDetector(nn.Module):
+    """One box per image from a 1x1 conv: (C, H, W) -> Instances of one detection."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 1)
+
+    def forward(self, image):
+        x = self.conv(image[None] / 255.0).mean(dim=(2, 3))[0]  # (5,)
+        h, w = image.shape[-2:]
+        box = torch.stack([x[0].abs(), x[1].abs(), x[2].abs() + w / 2, x[3].abs() + h / 2])
+        return Instances((h, w), pred_boxes=Boxes(box[None]), scores=x[4:5].sigmoid(),
+                         pred_classes=torch.zeros(1, dtype=torch.int64))
+
+
+register_export(_TinyDetector, inference=lambda m, image: m(image), dynamic_size=False,
+                postprocess="detectron2.modeling.postprocessing.detector_postprocess",
+                outside="detector_postprocess")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_fixed_size_export_runs_and_refuses_other_sizes(tmp_path, fmt):
+    torch.manual_seed(0)
+    model = _TinyDetector()
+    image = torch.randint(0, 256, (3, 16, 24), dtype=torch.uint8)
+    path = export_model(get_cfg(), model, [{"image": image}], fmt, str(tmp_path))
+    exported = load_exported(str(tmp_path))  # the folder: the file named by model.json
+    assert exported.path == path and exported.meta["sample_size"] == [16, 24]
+    got = exported(image, 32, 48)  # the film at twice the input's size
+    with torch.no_grad():
+        ref = detector_postprocess(model(image.float()), 32, 48)
+    report = compare_instances(got, ref)
+    assert report.ok and len(got) == 1, report
+    with pytest.raises(CXRError, match=r"was exported for \[16, 24\] \(H, W\) images only; "
+                                       r"got \[16, 16\]: resize to that size$"):
+        exported(image[:, :, :16])
+    with pytest.raises(CXRError, match=r"takes a \(3, H, W\) image in"):
+        exported(image[:1])
+
+
+def test_missing_sidecar_is_one_line(tmp_path):
+    with pytest.raises(CXRError, match=r"model\.json cannot be read .*; export the model again"):
+        load_exported(str(tmp_path / "model.onnx"))
