@@ -4,7 +4,11 @@ and class-agnostic, boxes and masks, FROC, and `evaluation.json` on disk.
 
 It extends Detectron2's COCOEvaluator (which gathers predictions across processes, converts
 the dataset to COCO json and writes `coco_instances_results.json`) and replaces its scoring:
-never through `detectron2._C`, with pycocotools or faster-coco-eval (same numbers).
+never through `detectron2._C`, with hotcoco, faster-coco-eval or pycocotools (same numbers).
+
+The results are made columns once (`Detections`) and shared by every task: each backend
+loads them once per task, class-agnostic by a change of the category column; FROC labels
+them all at once; `instances_predictions.pth` stores them compactly (predictions_file.py).
 """
 
 import copy
@@ -13,12 +17,13 @@ import itertools
 import logging
 import math
 import os
+import pickle
 from collections import OrderedDict
 
 import numpy as np
-import torch
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
+from detectron2.structures import BoxMode
 from detectron2.utils import comm
 from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
@@ -27,18 +32,21 @@ from ..data.datasets.common import AGNOSTIC_CLASS
 from ..data.splits import MANIFEST_FILE
 from ..errors import ConfigError, CXRError, DatasetError
 from .cocoeval import (
+    AGNOSTIC_CATEGORY_ID,
     DEFAULT_MAX_DETS,
     agnostic_gt,
-    agnostic_results,
+    backend_for,
     make_coco,
     resolve_backend,
     run_cocoeval,
     summarize,
 )
-from .froc import FP_RATES, compute_froc, plot_froc
+from .detections import Detections
+from .froc import FP_RATES, FrocGroundTruth, froc_of, plot_froc
 from .ground_truth import check_ground_truth, image_sizes, load_ground_truth
 from .naming import dataset_label, is_agnostic_dataset, model_name
 from .output import make_folder, output_error, write_json, write_output
+from .predictions_file import save_predictions
 from .validate import check_results
 
 __all__ = ["CXRCOCOEvaluator", "build_coco_evaluator", "eval_tasks", "METRICS_FILE"]
@@ -137,31 +145,44 @@ class CXRCOCOEvaluator(COCOEvaluator):
 
     # ---- the Detectron2 hook: scoring of gathered predictions -----------------------------
 
-    def _eval_predictions(self, predictions, img_ids=None):
+    def _eval_predictions(self, predictions, img_ids=None, dets=None):
         coco_results = list(itertools.chain(*[x["instances"] for x in predictions]))
         tasks = self._tasks or self._tasks_from_predictions(coco_results)
         classes = list(self._metadata.get("thing_classes"))
-        coco_results = check_results(
-            coco_results,
-            set(range(len(classes))),
-            self._image_sizes,
-            where=f"predictions of the model on dataset '{self._dataset_name}'",
-            contiguous=True,
-            class_names=classes,
-            tasks=tasks,
-        )
+        if dets is None or not self._columns_valid(dets, tasks, len(classes)):
+            coco_results = check_results(
+                coco_results,
+                set(range(len(classes))),
+                self._image_sizes,
+                where=f"predictions of the model on dataset '{self._dataset_name}'",
+                contiguous=True,
+                class_names=classes,
+                tasks=tasks,
+            )
+            dets = Detections.from_results(coco_results, masks="segm" in tasks)
         mapping = self._metadata.get("thing_dataset_id_to_contiguous_id", None)
         if mapping:
             reverse = {v: k for k, v in mapping.items()}
             for r in coco_results:
                 r["category_id"] = reverse[r["category_id"]]
+            lookup = np.vectorize(reverse.__getitem__, otypes=[np.int64])
+            dets.category_id = lookup(dets.category_id) if len(dets) else dets.category_id
         if self._output_dir:
             path = os.path.join(self._output_dir, "coco_instances_results.json")
             write_json(path, coco_results)  # json.dumps: json.dump to a file is ~5x slower
         if not self._do_evaluation:
             self._logger.info("Annotations are not available for evaluation.")
             return
-        self._score(coco_results, tasks, img_ids)
+        self._score(dets, tasks, img_ids)
+
+    def _columns_valid(self, dets, tasks, num_classes):
+        """The model's results as columns pass `check_results`' checks (vectorised)."""
+        need_segm = "segm" in tasks
+        if need_segm and dets.segmentation is None:
+            return False
+        return Detections.check_model_columns(
+            dets, self._image_sizes, set(range(num_classes)), need_segm
+        )
 
     def evaluate(self, img_ids=None):
         """COCOEvaluator.evaluate, with every file written atomically, then evaluation.json."""
@@ -175,18 +196,41 @@ class CXRCOCOEvaluator(COCOEvaluator):
         if not predictions:
             self._logger.warning("[COCOEvaluator] Did not receive valid predictions.")
             return {}
+        # Columns of every image's results, made once: the predictions file and the scores.
+        dets = Detections.from_model_results(
+            [r for p in predictions if "instances" in p for r in p["instances"]]
+        )
         if self._output_dir:
             path = os.path.join(self._output_dir, "instances_predictions.pth")
-            write_output(path, lambda f: torch.save(predictions, f))
+            save_predictions(path, predictions, dets)
         self._results = OrderedDict()
         if "proposals" in predictions[0]:
             self._eval_box_proposals(predictions)
         if "instances" in predictions[0]:
-            self._eval_predictions(predictions, img_ids=img_ids)
+            self._eval_predictions(predictions, img_ids=img_ids, dets=dets)
         results = copy.deepcopy(self._results)
         if results and self._output_dir:
             self.write_metrics(results)
         return results
+
+    def _eval_box_proposals(self, predictions):
+        """COCOEvaluator's, with `box_proposals.pkl` written atomically."""
+        output_dir, self._output_dir = self._output_dir, None
+        try:
+            super()._eval_box_proposals(predictions)
+        finally:
+            self._output_dir = output_dir
+        if output_dir:
+            proposal_data = {
+                "boxes": [p["proposals"].proposal_boxes.tensor.numpy() for p in predictions],
+                "objectness_logits": [
+                    p["proposals"].objectness_logits.numpy() for p in predictions
+                ],
+                "ids": [p["image_id"] for p in predictions],
+                "bbox_mode": BoxMode.XYXY_ABS.value,
+            }
+            path = os.path.join(output_dir, "box_proposals.pkl")
+            write_output(path, lambda f: pickle.dump(proposal_data, f))
 
     # ---- scoring ----------------------------------------------------------------------------
 
@@ -213,30 +257,38 @@ class CXRCOCOEvaluator(COCOEvaluator):
             tasks=tasks,
         )
         self._results, self._froc = OrderedDict(), {}
-        self._score(coco_results, tasks)
+        self._score(Detections.from_results(coco_results, masks="segm" in tasks), tasks)
         if self._output_dir:
             self.write_metrics(self._results)
         return self._results
 
-    def _score(self, coco_results, tasks, img_ids=None):
-        self._num_predictions = len(coco_results)
-        if not coco_results:
+    def _score(self, dets, tasks, img_ids=None):
+        """Score Detections (the dataset's category ids) on every task, into self._results."""
+        self._num_predictions = len(dets)
+        if not len(dets):
             self._logger.warning(
                 f"The model predicted nothing on the {len(self._coco_api.getImgIds())} images of "
                 f"'{self._dataset_name}': every score is 0"
             )
+        gt_dict = self._coco_api.dataset
+        if img_ids is not None:  # evaluate(img_ids=...): score those images only
+            gt_dict = _subset(gt_dict, img_ids)
+            keep = set(img_ids)
+            dets = dets.select(np.array([i in keep for i in dets.image_id.tolist()], dtype=bool))
+        backend = backend_for(gt_dict, self._backend)
         self._logger.info(
-            f"Evaluating predictions with {self._backend} (maxDets {list(self._max_dets)}) ..."
+            f"Evaluating predictions with {backend} (maxDets {list(self._max_dets)}) ..."
         )
         if "segm" in tasks:
             self._check_gt_masks()
+        family = _TaskFamily(gt_dict, backend)
         for task in sorted(tasks):
             if task not in ("bbox", "segm"):
                 self._logger.warning(f"Task '{task}' is not scored by CXRCOCOEvaluator: skipped")
                 continue
             variants = [(task, False)] + ([(f"{task}_agnostic", True)] if self._agnostic else [])
             for name, agnostic in variants:
-                self._score_task(name, task, coco_results, agnostic, img_ids)
+                self._score_task(name, task, family, dets, agnostic)
 
     def _check_gt_masks(self):
         for a in self._coco_api.dataset.get("annotations", []):
@@ -248,24 +300,19 @@ class CXRCOCOEvaluator(COCOEvaluator):
                     "('bbox',))"
                 )
 
-    def _score_task(self, name, iou_type, coco_results, agnostic, img_ids):
-        gt_dict = self._coco_api.dataset
+    def _score_task(self, name, iou_type, family, dets, agnostic):
         if agnostic:
-            gt_dict = agnostic_gt(gt_dict, AGNOSTIC_CLASS)
-            coco_results = agnostic_results(coco_results)
-        if img_ids is not None:  # evaluate(img_ids=...): score those images only
-            gt_dict = _subset(gt_dict, img_ids)
-            keep = set(img_ids)
-            coco_results = [r for r in coco_results if r["image_id"] in keep]
-        coco_gt = make_coco(gt_dict, self._backend)
-        coco_eval = run_cocoeval(coco_gt, coco_results, iou_type, self._max_dets, self._backend)
-        class_names = [c["name"] for c in sorted(gt_dict["categories"], key=lambda c: c["id"])]
+            dets = dets.with_category(AGNOSTIC_CATEGORY_ID)
+        coco_gt = family.coco_gt(agnostic)
+        coco_eval = run_cocoeval(coco_gt, dets, iou_type, self._max_dets, family.backend)
+        categories = family.gt_dict(agnostic)["categories"]
+        class_names = [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
         metrics = self._derive_metrics(coco_eval, name, class_names)
         self._results[name] = metrics
         if self._froc_on:
-            subset = agnostic or img_ids is not None
-            ref_gt = make_coco(gt_dict, "pycocotools") if subset else self._coco_api
-            froc = compute_froc(ref_gt, coco_results, iou_type, self._froc_iou, self._froc_rates)
+            froc = froc_of(
+                family.froc_gt(iou_type, agnostic), dets, iou_type, self._froc_iou, self._froc_rates
+            )
             self._froc[name] = froc
             self._results[f"{name}_froc"] = _froc_metrics(froc)
             self._logger.info(
@@ -341,6 +388,37 @@ class CXRCOCOEvaluator(COCOEvaluator):
         write_json(path, record, indent=1, allow_nan=False)
         self._logger.info(f"Metrics written to {path}")
         return path
+
+
+class _TaskFamily:
+    """
+    The ground truth of one scoring in every form its tasks need, each made once: the
+    backend's COCO objects (class-specific and agnostic) and FROC's columns (per IoU type).
+    pycocotools and faster-coco-eval write into their COCO objects: theirs are made per task.
+    """
+
+    def __init__(self, gt_dict, backend):
+        self.backend = backend
+        self._dicts = {False: gt_dict}
+        self._cocos, self._froc = {}, {}
+
+    def gt_dict(self, agnostic):
+        if agnostic not in self._dicts:
+            self._dicts[agnostic] = agnostic_gt(self._dicts[False], AGNOSTIC_CLASS)
+        return self._dicts[agnostic]
+
+    def coco_gt(self, agnostic):
+        if self.backend != "hotcoco":
+            return make_coco(self.gt_dict(agnostic), self.backend)
+        if agnostic not in self._cocos:
+            self._cocos[agnostic] = make_coco(self.gt_dict(agnostic), self.backend)
+        return self._cocos[agnostic]
+
+    def froc_gt(self, iou_type, agnostic):
+        if iou_type not in self._froc:
+            self._froc[iou_type] = FrocGroundTruth.from_dataset(self._dicts[False], iou_type)
+        gt = self._froc[iou_type]
+        return gt.agnostic(AGNOSTIC_CATEGORY_ID, AGNOSTIC_CLASS) if agnostic else gt
 
 
 def _check_ground_truth_file(dataset_name, output_dir):

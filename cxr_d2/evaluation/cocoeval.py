@@ -1,9 +1,16 @@
 """
 COCO evaluation through a chosen backend, and the summary with AR at 300 detections.
 
-Two backends compute the same numbers (tests/evaluation/test_coco.py compares them to 1e-6):
-`pycocotools` (the reference, pure Python matching) and `faster_coco_eval` (PyPI
-`faster-coco-eval`, C++ matching and accumulation). Neither uses `detectron2._C`.
+Three backends compute the same numbers (tests/evaluation/test_backends.py compares each to
+pycocotools on every stat, exactly): `pycocotools` (the reference, pure Python matching),
+`faster_coco_eval` (PyPI `faster-coco-eval`, C++ matching and accumulation) and `hotcoco`
+(PyPI `hotcoco`, Rust loading, matching and accumulation; the fastest, measured by
+tools/benchmark_eval.py, so "auto" picks it). None uses `detectron2._C`.
+
+hotcoco takes the results as (N, 7) rows [image_id, x, y, w, h, score, category_id]
+(`Detections.as_rows`), with no Python dict per detection; it needs non-negative integer
+image, category and annotation ids, so a dataset with other ids is scored with the next
+backend (a log line says so).
 
 Category ids here are those of the COCO ground truth (Detectron2's `convert_to_coco_json`
 keeps the contiguous ids 0..K-1 for datasets without `thing_dataset_id_to_contiguous_id`).
@@ -16,11 +23,14 @@ import logging
 
 import numpy as np
 
+from .detections import Detections
+
 __all__ = [
     "BACKENDS",
     "DEFAULT_MAX_DETS",
     "AGNOSTIC_CATEGORY_ID",
     "resolve_backend",
+    "backend_for",
     "make_coco",
     "run_cocoeval",
     "summarize",
@@ -30,7 +40,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("pycocotools", "faster_coco_eval")
+BACKENDS = ("pycocotools", "faster_coco_eval", "hotcoco")
 # Detections per image (per class, as COCOeval applies the limit per image and category):
 # AR@1, AR@10, AR@100 as COCO, and the last one (300, the paper's AR) for AP and `AR`.
 DEFAULT_MAX_DETS = (1, 10, 100, 300)
@@ -38,24 +48,62 @@ DEFAULT_MAX_DETS = (1, 10, 100, 300)
 AGNOSTIC_CATEGORY_ID = 1
 
 
+def _installed(backend):
+    try:
+        __import__({"faster_coco_eval": "faster_coco_eval", "hotcoco": "hotcoco"}[backend])
+    except ImportError:
+        return False
+    return True
+
+
 def resolve_backend(name):
     """
-    Return the backend to use: "pycocotools", "faster_coco_eval", or "auto" (faster_coco_eval
-    when it is installed, else pycocotools, with a log line saying so).
+    Return the backend to use: "pycocotools", "faster_coco_eval", "hotcoco", or "auto" (the
+    fastest installed: hotcoco, then faster_coco_eval, then pycocotools, with a log line
+    when it is not hotcoco).
     """
     if name not in BACKENDS + ("auto",):
         raise ValueError(f"COCO backend '{name}' is not one of {', '.join(BACKENDS)}, auto")
     if name != "auto":
         return name
-    try:
-        import faster_coco_eval  # noqa: F401
-    except ImportError:
-        logger.warning("faster-coco-eval is not installed: evaluating with pycocotools (slower)")
-        return "pycocotools"
-    return "faster_coco_eval"
+    for backend in ("hotcoco", "faster_coco_eval"):
+        if _installed(backend):
+            if backend != "hotcoco":
+                logger.warning(f"hotcoco is not installed: evaluating with {backend} (slower)")
+            return backend
+        logger.warning(f"{backend} is not installed")
+    logger.warning("evaluating with pycocotools (slower)")
+    return "pycocotools"
+
+
+def _non_negative_ints(values):
+    return all(type(v) is int and v >= 0 for v in values)
+
+
+def backend_for(dataset, backend):
+    """
+    `backend`, or, for "hotcoco" on a COCO dict whose image, category or annotation ids are
+    not all non-negative integers (which hotcoco refuses), the next fastest one.
+    """
+    if backend != "hotcoco":
+        return backend
+    ids_ok = (
+        _non_negative_ints(im["id"] for im in dataset["images"])
+        and _non_negative_ints(c["id"] for c in dataset["categories"])
+        and _non_negative_ints(a["id"] for a in dataset.get("annotations", []))
+    )
+    if ids_ok:
+        return backend
+    fallback = "faster_coco_eval" if _installed("faster_coco_eval") else "pycocotools"
+    logger.warning(f"ids that are not non-negative integers: evaluating with {fallback}")
+    return fallback
 
 
 def _api(backend):
+    if backend == "hotcoco":
+        import hotcoco
+
+        return hotcoco.COCO, hotcoco.COCOeval
     if backend == "faster_coco_eval":
         from faster_coco_eval import COCO, COCOeval_faster
 
@@ -72,9 +120,12 @@ def _api(backend):
 def make_coco(dataset, backend="pycocotools"):
     """
     Build the backend's COCO object from a COCO-format dict. Its annotations are copied (one
-    level: both backends set fields of the annotations they evaluate, never inside them).
+    level: the Python backends set fields of the annotations they evaluate, never inside
+    them; hotcoco copies everything into its own store).
     """
     coco_cls, _ = _api(backend)
+    if backend == "hotcoco":
+        return coco_cls(dataset)
     coco = coco_cls()
     coco.dataset = dict(dataset, annotations=[dict(a) for a in dataset.get("annotations", [])])
     with contextlib.redirect_stdout(io.StringIO()):
@@ -82,8 +133,29 @@ def make_coco(dataset, backend="pycocotools"):
     return coco
 
 
+def _hotcoco_results(coco_gt, dets, iou_type):
+    """hotcoco's results COCO from columns: one load of (N, 7) rows, masks alongside."""
+    if iou_type != "segm":
+        return coco_gt.load_res(dets.as_rows())
+    coco_dt = coco_gt.load_res(dets.as_rows(), segmentation=dets.segmentation)
+    if len(dets):
+        # As pycocotools without a result box (Detectron2 drops it for segm): the mask area
+        # sets the size range; hotcoco's rows give the box area.
+        from hotcoco import mask as hc_mask
+
+        area = np.asarray(hc_mask.area(dets.segmentation), dtype=np.float64)
+        coco_dt.update_anns(ids=np.arange(1, len(dets) + 1), area=area)
+    return coco_dt
+
+
 def _results_coco(coco_gt, results, iou_type, backend):
     """The detections as a COCO object; `loadRes` cannot take an empty list, this can."""
+    if backend == "hotcoco":
+        if not isinstance(results, Detections):
+            results = Detections.from_results(results, masks=iou_type == "segm")
+        return _hotcoco_results(coco_gt, results, iou_type)
+    if isinstance(results, Detections):
+        results = results.to_results()
     # One-level copies: loadRes and COCOeval set fields of each result, never inside them.
     results = [dict(r) for r in results]
     if iou_type == "segm":
@@ -103,8 +175,8 @@ def run_cocoeval(coco_gt, results, iou_type, max_dets=DEFAULT_MAX_DETS, backend=
 
     Args:
         coco_gt: a COCO object of `backend` (see `make_coco`).
-        results (list[dict]): COCO results (`image_id`, `category_id`, `score`, `bbox` XYWH_ABS
-            and, for "segm", `segmentation` RLE); may be empty.
+        results (list[dict] or Detections): COCO results (`image_id`, `category_id`, `score`,
+            `bbox` XYWH_ABS and, for "segm", `segmentation` RLE); may be empty.
         iou_type (str): "bbox" or "segm".
         max_dets (tuple[int]): detections per image and category, ascending; at least 3.
 
@@ -144,8 +216,9 @@ def summarize(coco_eval):
     p = coco_eval.params
     precision = coco_eval.eval["precision"]  # (T, R, K, A, M)
     recall = coco_eval.eval["recall"]  # (T, K, A, M)
-    iou50 = int(np.argmin(np.abs(p.iouThrs - 0.5)))
-    iou75 = int(np.argmin(np.abs(p.iouThrs - 0.75)))
+    iou_thrs = np.asarray(p.iouThrs)
+    iou50 = int(np.argmin(np.abs(iou_thrs - 0.5)))
+    iou75 = int(np.argmin(np.abs(iou_thrs - 0.75)))
     top = len(p.maxDets) - 1
     out = {
         "AP": _mean_valid(precision[:, :, :, 0, top]),
@@ -173,5 +246,7 @@ def agnostic_gt(dataset, name="lesion"):
 
 
 def agnostic_results(results):
-    """The COCO results with every prediction moved to the one agnostic category."""
+    """The COCO results (list or Detections) with every prediction in the agnostic category."""
+    if isinstance(results, Detections):
+        return results.with_category(AGNOSTIC_CATEGORY_ID)
     return [dict(r, category_id=AGNOSTIC_CATEGORY_ID) for r in results]

@@ -8,7 +8,14 @@ import pytest
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
-from cxr_d2.evaluation.froc import FP_RATES, compute_froc, froc_curve, plot_froc, sensitivity_at
+from cxr_d2.evaluation.froc import (
+    FP_RATES,
+    compute_froc,
+    froc_curve,
+    froc_labels,
+    plot_froc,
+    sensitivity_at,
+)
 
 
 def _coco(images, anns, cats=("a", "b")):
@@ -117,3 +124,110 @@ def test_class_without_lesions_is_nan_not_zero(tmp_path):
     path = tmp_path / "froc.png"
     plot_froc(froc, str(path))
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def _loop_froc(coco_gt, results, iou_type, iou_thresh=0.5, rates=FP_RATES):
+    """The reference: the former compute_froc, one `froc_labels` call per image and class."""
+    img_ids, cats = sorted(coco_gt.getImgIds()), sorted(coco_gt.getCatIds())
+    by_key, gt_by_key = {}, {}
+    for r in results:
+        by_key.setdefault((r["image_id"], r["category_id"]), []).append(r)
+    for a in coco_gt.dataset.get("annotations", []):
+        gt_by_key.setdefault((a["image_id"], a["category_id"]), []).append(a)
+    pooled, sens = ([], [], 0), {}
+    for cat in cats:
+        scores, labels, lesions = [], [], 0
+        for img in img_ids:
+            gts, dets = gt_by_key.get((img, cat), []), by_key.get((img, cat), [])
+            s, lab, n = froc_labels(gts, dets, iou_type, iou_thresh, coco_gt)
+            scores.append(s)
+            labels.append(lab)
+            lesions += n
+        s, lab = np.concatenate(scores), np.concatenate(labels)
+        fppi, curve, _ = froc_curve(s, lab, lesions, len(img_ids))
+        sens[coco_gt.cats[cat]["name"]] = sensitivity_at(fppi, curve, rates) if lesions else None
+        pooled = (pooled[0] + [s], pooled[1] + [lab], pooled[2] + lesions)
+    fppi, curve, _ = froc_curve(
+        np.concatenate(pooled[0]), np.concatenate(pooled[1]), pooled[2], len(img_ids)
+    )
+    sens["overall"] = sensitivity_at(fppi, curve, rates)
+    return sens, (fppi, curve)
+
+
+def _random_froc_set(seed, masks, num_images=12):
+    """0-3 lesions per image (boxes XYWH, masks: the box less a corner), 3 jittered copies of
+    each (mostly hits, sometimes of another class), 0-10 clutter, on 96x96 images."""
+    rng = np.random.default_rng(seed)
+    anns, dets = [], []
+
+    def item(box, cat, score=None):
+        out = {"bbox": [float(v) for v in box], "category_id": cat}
+        if masks:
+            x, y, w, h = (int(round(v)) for v in box)
+            m = np.zeros((96, 96), dtype=np.uint8, order="F")
+            m[max(y, 0) : y + max(h, 1), max(x, 0) : x + max(w, 1)] = 1
+            m[max(y, 0) : y + h // 3, max(x, 0) : x + w // 3] = 0
+            rle = mask_util.encode(m)
+            out["segmentation"] = dict(rle, counts=rle["counts"].decode())
+        if score is not None:
+            out["score"] = score
+        return out
+
+    for img in range(1, num_images + 1):
+        for _ in range(rng.integers(0, 4)):
+            box = [*rng.uniform(0, 60, 2), *rng.uniform(6, 36, 2)]
+            cat = int(rng.integers(0, 3))
+            a = item(box, cat)
+            anns.append(dict(a, id=len(anns) + 1, image_id=img, iscrowd=0, area=box[2] * box[3]))
+            for _ in range(3):
+                c = cat if rng.uniform() < 0.8 else int(rng.integers(0, 3))
+                jittered = np.asarray(box) + rng.normal(0, 3, 4)
+                jittered[2:] = np.maximum(jittered[2:], 1)
+                dets.append(dict(item(jittered, c, float(rng.uniform(0.3, 1))), image_id=img))
+        for _ in range(rng.integers(0, 11)):
+            box = [*rng.uniform(0, 60, 2), *rng.uniform(6, 36, 2)]
+            score = float(np.round(rng.uniform(0, 0.8), 2))  # ties across images
+            dets.append(dict(item(box, int(rng.integers(0, 3)), score), image_id=img))
+    gt = {
+        "images": [{"id": i, "height": 96, "width": 96} for i in range(1, num_images + 1)],
+        "categories": [{"id": k, "name": n} for k, n in enumerate("abc")],
+        "annotations": anns,
+    }
+    return gt, dets
+
+
+@pytest.mark.parametrize(
+    "iou_type,crowd,agnostic,iou_thresh",
+    [
+        ("bbox", False, False, 0.5),
+        ("bbox", True, False, 0.5),
+        ("bbox", True, True, 0.3),
+        ("segm", True, False, 0.5),
+        ("segm", False, True, 0.5),
+    ],
+)
+def test_vectorised_froc_equals_the_loop(iou_type, crowd, agnostic, iou_thresh):
+    """Random sets: lesions in 0-3 per image, jittered hits, clutter, crowd regions."""
+    from cxr_d2.evaluation.cocoeval import agnostic_gt, agnostic_results, make_coco
+
+    for seed in (11, 12):
+        gt, dets = _random_froc_set(seed, masks=iou_type == "segm")
+        if crowd:
+            anns = gt["annotations"]
+            gt["annotations"] = [dict(a, iscrowd=int(k % 3 == 0)) for k, a in enumerate(anns)]
+        if agnostic:
+            gt, dets = agnostic_gt(gt), agnostic_results(dets)
+        # Detections of an image and of a category the dataset does not have: not counted.
+        dets = dets + [dict(dets[0], image_id=999), dict(dets[1], category_id=77)]
+        coco = make_coco(gt)
+        froc = compute_froc(coco, dets, iou_type, iou_thresh)
+        sens, (fppi, curve) = _loop_froc(coco, dets, iou_type, iou_thresh)
+        for name, values in sens.items():
+            got = froc["classes"][name]["sensitivity"]
+            if values is None:
+                assert all(np.isnan(got)), name
+            else:
+                assert got == values, (seed, name)
+        overall = froc["classes"]["overall"]
+        assert overall["fppi"][-1] == fppi[-1] and overall["sens"][-1] == curve[-1]
+        assert 0 < overall["mean"] < 1
