@@ -70,8 +70,9 @@ def add_cxr_config(cfg):
 
     # Evaluation (cxr_d2/evaluation, docs/evaluation.md).
     cfg.CXR.EVAL = CN()
-    # COCO matching code: "auto" (faster_coco_eval when installed, else pycocotools),
-    # "faster_coco_eval" or "pycocotools" (the reference; the two give the same numbers).
+    # COCO matching code: "auto" (hotcoco when installed, else faster_coco_eval, else
+    # pycocotools), "hotcoco", "faster_coco_eval" or "pycocotools" (the reference; all give
+    # the same numbers: tests/evaluation/test_backends.py).
     cfg.CXR.EVAL.BACKEND = "auto"
     # Detections per image (and class, as COCOeval) counted for AP and for `AR`, the paper's
     # "AR with 300 detections"; AR@1, AR@10 and AR@100 are reported as well.
