@@ -36,6 +36,7 @@ def test_exported_detections_equal_pytorch(tiny_phantom, one_thread, tmp_path, f
     inputs = film_inputs(cfg)
     assert [list(x["image"].shape[1:]) for x in inputs] == [list(c) for c in CROPS]
     reports = assert_matches(model, exported, inputs)
+    print(f"{family} {fmt} {method}: " + " | ".join(map(str, reports)))  # docs/export.md's table
     if family == "mask_rcnn":  # the pasted masks exist and were compared
         assert all(r.min_mask_iou >= 0.99 for r in reports)
         assert exported(**inputs[0]).pred_masks.shape[1:] == (2 * CROPS[0][0], 2 * CROPS[0][1])
