@@ -89,8 +89,9 @@ def main(argv=None):
 
     args = export_parser().parse_args(argv)
     try:
-        cfg = tool_config(args.config_file, list(args.opts) + ["DATALOADER.NUM_WORKERS", "0"],
-                          args.output)
+        # on the CPU: the exported graph keeps the device it was traced on, and runs on the CPU
+        opts = list(args.opts) + ["DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu"]
+        cfg = tool_config(args.config_file, opts, args.output)
         model = build_analysis_model(cfg)
         inputs = sample_inputs(cfg, args.sample_image)
         path = export_model(cfg, model, inputs, args.format, args.output, args.export_method,
