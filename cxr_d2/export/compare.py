@@ -20,6 +20,7 @@ class InstancesComparison:
     count_b: int
     max_box_diff: float = 0.0  # px, max |a - b| over the 4 coordinates of paired boxes
     max_score_diff: float = 0.0
+    masks: int = 0  # pairs of pasted masks compared
     min_mask_iou: float = 1.0  # over paired pasted masks; 1.0 when there are none
     mask_pixels_differ: int = 0  # pixels set in one pasted mask of a pair and not the other
     problems: List[str] = field(default_factory=list)
@@ -29,8 +30,8 @@ class InstancesComparison:
         return not self.problems
 
     def __str__(self):
-        masks = (f", min mask IoU {self.min_mask_iou:.4f}, {self.mask_pixels_differ} mask "
-                 "pixels differ") if self.mask_pixels_differ or self.min_mask_iou < 1 else ""
+        masks = (f", {self.masks} masks: min IoU {self.min_mask_iou:.4f}, "
+                 f"{self.mask_pixels_differ} pixels differ") if self.masks else ""
         head = (f"{self.count_a} vs {self.count_b} detections, max box diff "
                 f"{self.max_box_diff:.2e} px, max score diff {self.max_score_diff:.2e}{masks}")
         return head + ("" if self.ok else ": " + "; ".join(self.problems))
@@ -88,6 +89,7 @@ def _pair(a, b, score_atol):
 
 def _compare_masks(ma, mb, min_iou, out):
     """ma, mb: (P, H, W) bool masks of the P pairs."""
+    out.masks = len(ma)
     inter = (ma & mb).flatten(1).sum(1)
     union = (ma | mb).flatten(1).sum(1)
     iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones(len(union)))
