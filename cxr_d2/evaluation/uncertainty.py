@@ -16,7 +16,8 @@ import os
 import zlib
 
 import numpy as np
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.coco import convert_to_coco_dict
 
 from ..errors import CXRError
 from .bootstrap import ImageMatches, percentile_interval, resample_weights
@@ -35,23 +36,34 @@ TABLE_TASKS = {
 }
 
 
-def _ground_truth_file(record):
-    """The COCO json the evaluator scored against: its converted copy beside evaluation.json,
-    else the dataset's registered json_file."""
+def _ground_truth_source(record):
+    """
+    Where the ground truth the evaluator scored against is: its converted copy beside
+    evaluation.json, else the dataset's registered json_file (paths), else the registered
+    dataset itself ("dataset:<name>", converted as the evaluator does).
+    """
     folder = os.path.dirname(record["_path"])
     converted = os.path.join(folder, f"{record['dataset']}_coco_format.json")
     if os.path.isfile(converted):
         return converted
-    try:
-        json_file = MetadataCatalog.get(record["dataset"]).get("json_file")
-    except Exception:  # an unregistered name: no metadata
-        json_file = None
+    name = record["dataset"]
+    if name not in DatasetCatalog.list():
+        raise ValueError(f"no ground truth: no {converted}, and '{name}' is not registered")
+    json_file = MetadataCatalog.get(name).get("json_file")
     if json_file and os.path.isfile(json_file):
         return json_file
-    raise ValueError(
-        f"no ground truth: neither {converted} nor a registered json_file of "
-        f"'{record['dataset']}'"
-    )
+    return f"dataset:{name}"
+
+
+def _read_ground_truth(source):
+    if source.startswith("dataset:"):
+        try:
+            return convert_to_coco_dict(source[len("dataset:") :])
+        except CXRError:
+            raise
+        except Exception as e:  # a dataset whose files are missing: the loader's own error
+            raise ValueError(f"no ground truth: {source} cannot be loaded ({e})") from None
+    return load_ground_truth(source)
 
 
 class _Loader:
@@ -63,7 +75,7 @@ class _Loader:
     def _coco(self, path, agnostic):
         key = (path, agnostic)
         if key not in self._gt:
-            gt = load_ground_truth(path)
+            gt = _read_ground_truth(path)
             check_ground_truth(gt, f"ground truth {path}")
             self._gt[key] = make_coco(agnostic_gt(gt) if agnostic else gt, "pycocotools")
         return self._gt[key]
@@ -79,7 +91,7 @@ class _Loader:
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot read {results_path} ({e})") from None
         iou_type = task.split("_")[0]
-        gt_path = _ground_truth_file(record)
+        gt_path = _ground_truth_source(record)
         try:
             reference = self._coco(gt_path, False)
             results = check_results(

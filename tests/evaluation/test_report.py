@@ -150,6 +150,11 @@ def test_report_writes_three_tables(runs, tmp_path):
     assert "Mask R-CNN R-18-FPN" in table3 and "RetinaNet" not in table3
     tex = (tmp_path / "table2_class_agnostic.tex").read_text()
     assert "\\toprule" in tex and "cxr\\_phantom\\_tiny\\_val" in tex
+    # Every evaluation, boxes and masks, is resampled: its predictions and ground truth found.
+    assert "no interval" not in r.stdout, r.stdout
+    spread = _csv_rows(tmp_path / "table3_instance_segmentation_uncertainty.csv")
+    assert spread[0]["Model"] == "Mask R-CNN R-18-FPN" and spread[0]["Seeds"] == "1"
+    assert float(spread[0]["mAP lo"]) <= float(spread[0]["mAP"]) <= float(spread[0]["mAP hi"])
 
 
 def test_report_without_readable_runs_fails_in_one_line(tmp_path, capsys):
