@@ -210,9 +210,12 @@ def _load():
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-def _check(label, got, want):
-    if not np.array_equal(np.asarray(got), np.asarray(want)):
-        raise SystemExit(f"error: {label} differs from pycocotools: {got} != {want}")
+def _check(label, got, want, diffs):
+    """Record the largest difference to pycocotools; stop above 1e-12 (hotcoco: above 0)."""
+    diff = float(np.max(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))))
+    diffs[label] = max(diff, diffs.get(label, 0.0))
+    if diff > (0.0 if "hotcoco" in label else 1e-12):
+        raise SystemExit(f"error: {label} differs from pycocotools by {diff:g}: {got} != {want}")
 
 
 def _systems(args, gt, dets, name, out_dir):
@@ -231,44 +234,50 @@ def _systems(args, gt, dets, name, out_dir):
     return systems
 
 
-def _verify(label, metrics, reference):
-    """Every system's numbers equal pycocotools' (its plain run, or its cxr-d2 scoring)."""
+def _verify(label, metrics, reference, diffs):
+    """Every system's numbers against pycocotools' (its plain run, or its cxr-d2 scoring)."""
     if label.startswith("plain "):
         task = label.split()[-1]
-        _check(label, metrics, reference[f"plain pycocotools {task}"])
+        _check(label, metrics, reference[f"plain pycocotools {task}"], diffs)
     elif label.startswith("cxr-d2 scoring"):
         task = label.split()[-1]
-        ref = reference.get(f"cxr-d2 scoring, pycocotools {task}")
-        if ref is not None:
-            _check(label, list(metrics.values()), list(ref.values()))
+        ref = reference[f"cxr-d2 scoring, pycocotools {task}"]
+        _check(label, list(metrics.values()), list(ref.values()), diffs)
         plain = reference[f"plain pycocotools {task}"]
         # Never more than 100 detections per image and class here: AP at 300 = AP at 100.
         got = [metrics[k] for k in ("AP", "AP50", "AP75", "AR@1", "AR@10", "AR@100")]
-        _check(label, got, plain[[0, 1, 2, 6, 7, 8]])
+        _check(label, got, plain[[0, 1, 2, 6, 7, 8]], diffs)
     else:
         for task in ("bbox", "segm"):
             plain = reference.get(f"plain pycocotools {task}")
             if plain is not None:
                 got = [metrics[task][k] / 100 for k in ("AP", "AP50", "AP75")]
+                # Percentages and back: not bit for bit.
                 if not np.allclose(got, plain[:3], rtol=0, atol=1e-12):
                     raise SystemExit(f"error: {label} {task} differs: {got} != {plain[:3]}")
 
 
-def _table(args, times, loads, base):
+def _table(args, times, loads, base, diffs):
     """The Markdown table: median seconds, median ratio to `base` per round, load averages."""
     lines = [
         f"| {args.images} images x {args.dets} detections | median s | x plain pycocotools "
-        "bbox | load avg (1 min) |",
-        "|---|---:|---:|---:|",
+        "bbox | load avg (1 min) | max diff to pycocotools |",
+        "|---|---:|---:|---:|---:|",
     ]
     for label, values in times.items():
         ratios = [b / v for b, v in zip(times[base], values)]
         load = loads[label]
         lines.append(
             f"| {label} | {statistics.median(values):.3f} | {statistics.median(ratios):.1f} | "
-            f"{min(load):.1f}-{max(load):.1f} |"
+            f"{min(load):.1f}-{max(load):.1f} | {_diff(label, diffs)} |"
         )
     return "\n".join(lines)
+
+
+def _diff(label, diffs):
+    if label.startswith("evaluate()"):
+        return "< 1e-12 (AP, AP50, AP75)"
+    return f"{diffs.get(label, 0.0):.1g}"
 
 
 def main(argv=None):
@@ -295,9 +304,10 @@ def main(argv=None):
     print(
         f"{args.images} images, {len(gt['annotations'])} lesions, {len(dets)} detections; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{platform.python_version()}; load average at start {_load():.2f}"
+        f"{platform.python_version()}; load average at start {_load():.2f}; hotcoco threads: "
+        f"{os.environ.get('RAYON_NUM_THREADS', 'one per CPU')}"
     )
-    times, loads, reference = {}, {}, {}
+    times, loads, reference, diffs = {}, {}, {}, {}
     with _registered(gt) as name, tempfile.TemporaryDirectory() as out_dir:
         systems = _systems(args, gt, dets, name, out_dir)
         for round_ in range(args.warmup + args.repeat):
@@ -309,12 +319,12 @@ def main(argv=None):
                         "cxr-d2 scoring, pycocotools"
                     ):
                         reference[label] = metrics
-                    _verify(label, metrics, reference)
+                    _verify(label, metrics, reference, diffs)
                 if round_ >= args.warmup:
                     times.setdefault(label, []).append(seconds)
                     loads.setdefault(label, []).append(max(load, _load()))
             print(f"round {round_ + 1}/{args.warmup + args.repeat} done, load {_load():.2f}")
     base = f"plain pycocotools {args.tasks[0]}"
     print("every system's metrics equal pycocotools' (checked in the first round)\n")
-    print(_table(args, times, loads, base))
+    print(_table(args, times, loads, base, diffs))
     return 0
