@@ -33,7 +33,8 @@ MASK_PIXEL_FRACTION = 1e-4
 
 def dense_model(family, output_dir, opts=(), seed=0):
     """(cfg, model): the R-18 CPU config of `family` ("fcos" or "sipmask") on the tiny phantom
-    set at 128 px, seeded random weights with spread class logits and mask coefficients."""
+    set at 128 px, seeded random weights with spread class logits, mask coefficients and
+    (SipMask++) mask-IoU predictions."""
     cfg = get_cfg()
     add_cxr_config(cfg)
     if family == "sipmask":
@@ -44,7 +45,7 @@ def dense_model(family, output_dir, opts=(), seed=0):
     check_config(cfg)
     torch.manual_seed(seed)
     model = Trainer.build_model(cfg)
-    spread_logits(model, seed, names=("cls_logits", "coefficients"))
+    spread_logits(model, seed, names=("cls_logits", "coefficients", "predictor"))
     return cfg, model.eval()
 
 
