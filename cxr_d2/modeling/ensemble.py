@@ -2,6 +2,7 @@
 Ensembles: several models' boxes fused per image by weighted boxes fusion (WBF, Solovyev et
 al. 2021, the `ensemble_boxes` package), the standard of CXR detection challenges.
 """
+
 import math
 
 import numpy as np
@@ -22,8 +23,15 @@ CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
 _RECORD_KEYS = ("file_name", "height", "width", "image_id")
 
 
-def fuse_boxes(instances, weights, image_size, iou_thresh=0.55, skip_box_thresh=0.0,
-               conf_type="avg", max_detections=100):
+def fuse_boxes(
+    instances,
+    weights,
+    image_size,
+    iou_thresh=0.55,
+    skip_box_thresh=0.0,
+    conf_type="avg",
+    max_detections=100,
+):
     """
     Weighted boxes fusion of one image's predictions by several models.
 
@@ -43,8 +51,10 @@ def fuse_boxes(instances, weights, image_size, iou_thresh=0.55, skip_box_thresh=
     h, w = image_size
     scale = np.array([w, h, w, h], dtype=np.float64)
     boxes, scores, labels = weighted_boxes_fusion(
-        [np.clip(i.pred_boxes.tensor.detach().cpu().double().numpy() / scale, 0, 1)
-         for i in instances],
+        [
+            np.clip(i.pred_boxes.tensor.detach().cpu().double().numpy() / scale, 0, 1)
+            for i in instances
+        ],
         [i.scores.detach().cpu().double().numpy() for i in instances],
         [i.pred_classes.detach().cpu().numpy() for i in instances],
         weights=list(weights),
@@ -69,8 +79,16 @@ class ModelEnsemble(nn.Module):
     """
 
     @configurable
-    def __init__(self, models, weights, input_mappers=None, iou_thresh=0.55,
-                 skip_box_thresh=0.0, conf_type="avg", max_detections=100):
+    def __init__(
+        self,
+        models,
+        weights,
+        input_mappers=None,
+        iou_thresh=0.55,
+        skip_box_thresh=0.0,
+        conf_type="avg",
+        max_detections=100,
+    ):
         """
         Args:
             models (list[nn.Module]): the members, in eval mode (a TTA wrapper is a member
@@ -83,21 +101,28 @@ class ModelEnsemble(nn.Module):
         """
         super().__init__()
         if len(models) != len(weights) or not models:
-            raise ConfigError(f"an ensemble needs one weight per model; got {len(models)} "
-                              f"models and {len(weights)} weights")
+            raise ConfigError(
+                f"an ensemble needs one weight per model; got {len(models)} "
+                f"models and {len(weights)} weights"
+            )
         bad = [x for x in weights if not (math.isfinite(x) and x > 0)]
         if bad:
             raise ConfigError(f"ensemble weights must be positive numbers; got {bad[0]}")
         if conf_type not in CONF_TYPES:
-            raise ConfigError(f"TEST.ENSEMBLE.CONF_TYPE is {conf_type!r}; use one of "
-                              f"{', '.join(CONF_TYPES)}")
+            raise ConfigError(
+                f"TEST.ENSEMBLE.CONF_TYPE is {conf_type!r}; use one of " f"{', '.join(CONF_TYPES)}"
+            )
         if not 0 < iou_thresh <= 1:
             raise ConfigError(f"TEST.ENSEMBLE.IOU_THRESH is {iou_thresh}; give a value in (0, 1]")
         self.models = nn.ModuleList(models)
         self.weights = [float(x) for x in weights]
         self.input_mappers = list(input_mappers or [None] * len(models))
-        self.fusion = {"iou_thresh": iou_thresh, "skip_box_thresh": skip_box_thresh,
-                       "conf_type": conf_type, "max_detections": max_detections}
+        self.fusion = {
+            "iou_thresh": iou_thresh,
+            "skip_box_thresh": skip_box_thresh,
+            "conf_type": conf_type,
+            "max_detections": max_detections,
+        }
 
     @classmethod
     def from_config(cls, cfg, models, weights, input_mappers=None):

@@ -6,6 +6,7 @@ R-CNN family, and :class:`DenseDetectorWithTTA`, the same box merge, for the den
 The augmented inputs are Detectron2's DatasetMapperTTA (TEST.AUG.MIN_SIZES x TEST.AUG.FLIP,
 each resize capped at TEST.AUG.MAX_SIZE).
 """
+
 from itertools import count
 
 import numpy as np
@@ -177,4 +178,3 @@ def build_tta_model(cfg, model):
     if isinstance(inner, GeneralizedRCNN):
         return GeneralizedRCNNWithTTA(cfg, inner)
     return DenseDetectorWithTTA(cfg, inner)
-

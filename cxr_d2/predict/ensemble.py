@@ -6,6 +6,7 @@ A member is its config file; `@CKPT` names its checkpoint (default: the config's
 MODEL.WEIGHTS) and `:WEIGHT` its positive weight in the fusion (default 1), e.g.
 `configs/Phantom/retinanet_R_18_FPN_cpu.yaml@output/retina/model_final.pth:2`.
 """
+
 import logging
 import math
 import os
@@ -55,11 +56,15 @@ def parse_member(spec):
         try:
             weight = float(text)
         except ValueError:
-            raise ConfigError(f"--ensemble member {spec!r}: the weight after ':' ({text!r}) is "
-                              f"not a number; write {SYNTAX}") from None
+            raise ConfigError(
+                f"--ensemble member {spec!r}: the weight after ':' ({text!r}) is "
+                f"not a number; write {SYNTAX}"
+            ) from None
         if not (math.isfinite(weight) and weight > 0):
-            raise ConfigError(f"--ensemble member {spec!r}: weight {text} must be a positive "
-                              f"number; write {SYNTAX}")
+            raise ConfigError(
+                f"--ensemble member {spec!r}: weight {text} must be a positive "
+                f"number; write {SYNTAX}"
+            )
     config_file, at, checkpoint = body.partition("@")
     if not config_file or (at and not checkpoint):
         raise ConfigError(f"--ensemble member {spec!r} is malformed; write {SYNTAX}")

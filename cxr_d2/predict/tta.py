@@ -2,6 +2,7 @@
 `--tta` and `--ensemble` of `tools/predict.py` and `tools/train_net.py --eval-only`: the
 flags, and scoring a model with test-time augmentation as Detectron2's train_net does.
 """
+
 import logging
 import os
 import re
@@ -28,7 +29,8 @@ MEMBER_HELP = (
 def add_tta_arguments(parser):
     """Add `--tta` and `--ensemble MEMBER ...` to an argparse parser; returns it."""
     parser.add_argument(
-        "--tta", action="store_true",
+        "--tta",
+        action="store_true",
         help="test-time augmentation (sets TEST.AUG.ENABLED True; TEST.AUG.MIN_SIZES, "
         "MAX_SIZE, FLIP choose the augmented inputs)",
     )
