@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # Of a collective operation (gloo), as Detectron2's DEFAULT_TIMEOUT.
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+# Exit status of a worker that printed a CXRError as its one line.
+_CXR_ERROR_EXIT = 3
 
 
 class WorkerFailed(CXRError):
@@ -113,8 +115,9 @@ def launch_cpu(
         timeout (timedelta): of each collective operation.
 
     Raises:
-        WorkerFailed: a worker ended with an error (a worker prints its CXRError as one line
-            `error: ...`; mp.spawn then ends the others).
+        WorkerFailed: a worker stopped on a CXRError (it printed it as one line `error: ...`;
+            the others are ended). Any other failure is torch's ProcessRaisedException (with
+            the worker's traceback) or ProcessExitedException, as with Detectron2's `launch`.
     """
     world_size = num_processes * num_machines
     if world_size == 1:
@@ -125,17 +128,25 @@ def launch_cpu(
         from detectron2.engine.launch import _find_free_port
 
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
+    context = mp.start_processes(
+        _cpu_worker,
+        args=(main_func, world_size, num_processes, machine_rank, dist_url, args, timeout),
+        nprocs=num_processes,
+        join=False,
+        daemon=False,
+        start_method="spawn",
+    )
     try:
-        mp.spawn(
-            _cpu_worker,
-            nprocs=num_processes,
-            args=(main_func, world_size, num_processes, machine_rank, dist_url, args, timeout),
-            daemon=False,
-        )
-    except mp.ProcessExitedException as e:
+        while not context.join():
+            pass
+    except (mp.ProcessRaisedException, mp.ProcessExitedException):
+        # The others may fail in a collective before the spawner sees the worker with the
+        # CXRError exit; its one line is the cause. Anything else keeps its traceback.
+        failed = [i for i, p in enumerate(context.processes) if p.exitcode == _CXR_ERROR_EXIT]
+        if not failed:
+            raise
         raise WorkerFailed(
-            f"worker {e.error_index} of {num_processes} (CPU, gloo) exited with status "
-            f"{e.exit_code}; its error is above"
+            f"worker {failed[0]} of {num_processes} (CPU, gloo) stopped with the error above"
         ) from None
 
 
@@ -163,6 +174,6 @@ def _cpu_worker(
     try:
         main_func(*args)
     except CXRError as e:
-        sys.exit(f"error: {e}")
-    finally:
-        dist.destroy_process_group()
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        os._exit(_CXR_ERROR_EXIT)  # now: the others then fail on the closed connection
+    dist.destroy_process_group()

@@ -100,7 +100,7 @@ def _fail_in_rank_1(where):
 def test_worker_error_is_one_line(capfd):
     from cxr_d2.engine.cpu_launch import WorkerFailed
 
-    with pytest.raises(WorkerFailed, match=r"worker 1 of 2 \(CPU, gloo\) exited with status 1"):
+    with pytest.raises(WorkerFailed, match=r"worker 1 of 2 \(CPU, gloo\) stopped with the error"):
         launch_cpu(_fail_in_rank_1, 2, args=("this",))
     assert "error: rank 1 of 2 refuses this" in capfd.readouterr().err
 
