@@ -33,8 +33,8 @@ MASK_PIXEL_FRACTION = 1e-4
 
 def dense_model(family, output_dir, opts=(), seed=0):
     """(cfg, model): the R-18 CPU config of `family` ("fcos" or "sipmask") on the tiny phantom
-    set at 128 px, seeded random weights with spread class logits, mask coefficients and
-    (SipMask++) mask-IoU predictions."""
+    set at 128 px, seeded random weights with spread class logits and mask coefficients, and
+    (SipMask++) a mask-IoU head predicting at least 0.5."""
     cfg = get_cfg()
     add_cxr_config(cfg)
     if family == "sipmask":
@@ -45,7 +45,10 @@ def dense_model(family, output_dir, opts=(), seed=0):
     check_config(cfg)
     torch.manual_seed(seed)
     model = Trainer.build_model(cfg)
-    spread_logits(model, seed, names=("cls_logits", "coefficients", "predictor"))
+    spread_logits(model, seed, names=("cls_logits", "coefficients"))
+    if getattr(model, "mask_iou_head", None) is not None:
+        with torch.no_grad():  # fresh, it predicts IoU 0 (a ReLU of ~0): every score would be 0
+            model.mask_iou_head.predictor.bias.fill_(0.5)
     return cfg, model.eval()
 
 
@@ -100,7 +103,8 @@ def test_sipmask_plus_plus_mask_scoring_exports(tiny_phantom, one_thread, tmp_pa
     """SipMask++'s mask-IoU head (scores times the predicted mask IoU) inside the graph; padded
     convs, as the official unpadded ones need 254 px inputs."""
     opts = ["MODEL.SIPMASK.MASK_SCORING.ENABLED", "True", "MODEL.SIPMASK.MASK_SCORING.PADDING", "1"]
-    export_and_compare("sipmask", "onnx", tmp_path, opts, opset=19)
+    exported, _, inputs, _ = export_and_compare("sipmask", "onnx", tmp_path, opts, opset=19)
+    assert exported.raw(inputs[0]["image"]).scores.min() > 0  # the scores carry the IoU factor
 
 
 @pytest.mark.parametrize("opts,message", [
