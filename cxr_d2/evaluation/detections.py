@@ -52,7 +52,7 @@ class Detections:
         ids = _id_column([r["image_id"] for r in results])
         cats = _id_column([r["category_id"] for r in results])
         scores = np.fromiter((r["score"] for r in results), np.float64, n)
-        boxes = np.array([_box(r) for r in results], dtype=np.float64).reshape(n, 4)
+        boxes = _boxes(results)
         segm = [r["segmentation"] for r in results] if masks else None
         return cls(ids, cats, scores, boxes, segm)
 
@@ -141,15 +141,17 @@ def _id_column(values):
         return np.array(values + [None], dtype=object)[:-1]
 
 
-def _box(r):
-    if "bbox" in r:
-        return r["bbox"]
-    from pycocotools import mask as mask_util
+def _boxes(results):
+    """(N, 4) float64 `bbox` of each result; from its mask (pycocotools' toBbox) without one."""
+    boxes = [r.get("bbox") for r in results]
+    missing = [k for k, b in enumerate(boxes) if b is None]
+    if missing:
+        from pycocotools import mask as mask_util
 
-    rle = r["segmentation"]
-    if isinstance(rle.get("counts"), str):
-        rle = dict(rle, counts=rle["counts"].encode("ascii"))
-    return mask_util.toBbox(rle).tolist()
+        masks = [results[k]["segmentation"] for k in missing]
+        for k, box in zip(missing, mask_util.toBbox(masks).tolist()):
+            boxes[k] = box
+    return np.array(boxes, dtype=np.float64).reshape(len(results), 4)
 
 
 def _plain_types(results):
