@@ -13,13 +13,14 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from detectron2.structures import BoxMode, Instances
+from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils.events import EventStorage
 from sipmask import add_sipmask_config
 from sipmask.vis import (
     TrackMemory,
     VISEvaluator,
     VISPairMapper,
+    VISSequenceMapper,
     assign_ids,
     comprehensive_scores,
     ground_truth_vis,
@@ -349,3 +350,41 @@ def test_one_training_step_and_sequence_evaluation(tmp_path, sequences, one_thre
     with open(os.path.join(cfg.OUTPUT_DIR, "inference", SEQS, "vis_metrics.json")) as f:
         metrics = json.load(f)["metrics"]
     assert set(metrics) >= {"AP", "AP50", "frame_AP", "id_switches"}
+
+
+@pytest.mark.parametrize("postprocess,paste", [("official", "official"), ("detectron2", "box")])
+def test_track_sequence_carries_identities(tmp_path, sequences, postprocess, paste):
+    """Fixed detections and tracking vectors per frame: the identities follow the vectors
+    through a reordering, a duplicate loses its identity and is dropped, a new one opens."""
+    cfg = _cfg(
+        tmp_path, "MODEL.SIPMASK.POSTPROCESS", postprocess, "MODEL.SIPMASK.MASK_PASTE", paste
+    )
+    model = build_model(cfg).eval()
+    a, b, c = [10.0, 10, 30, 30], [90.0, 90, 110, 110], [90.0, 10, 110, 30]  # cells (2,2) (12,12)
+    frames = [  # (boxes, scores), all class 0
+        ([a, b], [0.9, 0.8]),
+        ([b, a, [11.0, 11, 31, 31]], [0.9, 0.8, 0.7]),  # b, a, a duplicate of a
+        ([c, a], [0.9, 0.8]),  # c: a new object at cell (12, 2)
+    ]
+    track_map = torch.zeros(1, 32, 16, 16)
+    track_map[0, 0, 2, 2] = track_map[0, 1, 12, 12] = 5.0  # a's and b's vectors
+    track_map[0, :2, 2, 12] = -1.0  # c's: dissimilar to both (-5 < 0 of "new")
+    calls = iter(frames)
+
+    def fake_inference(images, features, predictions):
+        boxes, scores = next(calls)
+        n = len(boxes)
+        model._basis_stride = 2
+        r = Instances(images.image_sizes[0], pred_boxes=Boxes(torch.tensor(boxes)),
+                      scores=torch.tensor(scores), pred_classes=torch.zeros(n, dtype=torch.long),
+                      mask_probs=torch.ones(n, 64, 64), keep_index=torch.arange(n))  # fmt: skip
+        return [r]
+
+    model.forward_inference = fake_inference
+    model.track_map = lambda features: track_map
+    batch = [VISSequenceMapper(cfg)(sequences[0])]
+    out = model(batch)[0]["frames"]
+    assert [f["instances"].track_ids.tolist() for f in out] == [[0, 1], [1, 0], [2, 0]]
+    kept = out[1]["instances"].pred_boxes.tensor.tolist()
+    assert kept == [b, a]  # the duplicate (lower comprehensive score) was dropped
+    assert all(f["instances"].pred_masks.shape[1:] == (128, 128) for f in out)
