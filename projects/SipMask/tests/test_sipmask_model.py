@@ -209,7 +209,8 @@ def test_every_project_config_loads():
         add_cxr_config(cfg)
         add_sipmask_config(cfg)
         cfg.merge_from_file(path)
-        assert cfg.MODEL.META_ARCHITECTURE == "SipMask", path
+        expected = "SipMaskVIS" if f"{os.sep}vis{os.sep}" in path else "SipMask"
+        assert cfg.MODEL.META_ARCHITECTURE == expected, path
     full = get_cfg()
     add_cxr_config(full)
     add_sipmask_config(full)
