@@ -452,8 +452,9 @@ def _bars(ax, rows, datasets, cells, boot, name):
     ax.legend(fontsize=6)
 
 
-def _chart(panels, path):
-    """One subplot per (title, (rows, datasets, cells, boot), metric name); written as PNG."""
+def _chart(panels, path, note=""):
+    """One subplot per (title, (rows, datasets, cells, boot), metric name), and `note` under
+    them; written as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -468,7 +469,9 @@ def _chart(panels, path):
             ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)
             continue
         _bars(ax, rows, datasets, cells, boot, name)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1) if note else None)
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7)
     try:
         write_output(path, lambda f: fig.savefig(f, format="png", dpi=100))
     finally:
@@ -500,6 +503,10 @@ def write_report(records, skipped, out_dir, resamples=1000, seed=0, level=0.95):
         members = {stem: b[3] for stem, b in built.items()}
         boot, problems = bootstrap_tables(members, METRICS, resamples, seed, level)
     written, markdown, uncertainty = {}, [], []
+    note = (
+        f"error bars: {level * 100:g}% bootstrap interval over test images ({resamples} resamples)"
+    )
+    note = note if resamples > 0 else ""
     for stem, title in TABLES:
         rows, datasets, cells, _ = built[stem]
         written[stem], md = _write_table(out_dir, stem, title, rows, datasets, cells)
@@ -510,7 +517,8 @@ def write_report(records, skipped, out_dir, resamples=1000, seed=0, level=0.95):
         if rows:  # an empty table has no chart (report.png says "no results")
             chart = os.path.join(out_dir, f"{stem}.png")
             data = (rows, datasets, cells, boot[stem])
-            _chart([(f"{title.split(':')[0]}: {name}", data, name) for name, _ in METRICS], chart)
+            panels = [(f"{title.split(':')[0]}: {name}", data, name) for name, _ in METRICS]
+            _chart(panels, chart, note)
             written[f"{stem}_chart"] = {"png": chart}
     written["paired_differences"], diff_md = _write_differences(out_dir, built, boot, level)
     all_md = os.path.join(out_dir, "tables.md")
@@ -525,6 +533,6 @@ def write_report(records, skipped, out_dir, resamples=1000, seed=0, level=0.95):
     written["all"] = {"md": all_md}
     chart = os.path.join(out_dir, "report.png")
     panels = [(title, (*built[stem][:3], boot[stem]), "mAP") for stem, title in TABLES]
-    _chart(panels, chart)
+    _chart(panels, chart, note)
     written["chart"] = {"png": chart}
     return written, problems
