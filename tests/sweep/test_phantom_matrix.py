@@ -62,6 +62,9 @@ def test_phantom_matrix_killed_resumed_selected_and_reported(
     first = runs[0]
 
     _kill_after_first_checkpoint(matrix, first, {**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120  # the killed training process may take a moment to go
+    while run_state(first) == "running" and time.time() < deadline:
+        time.sleep(0.5)
     assert run_state(first) == "interrupted" and read_run(first)["attempts"] == 1
     killed_at = [f for f in os.listdir(first.output_dir) if f.startswith("model_0")]
 
