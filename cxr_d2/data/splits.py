@@ -65,18 +65,24 @@ def split_by_group(groups, fractions=(0.8, 0.1, 0.1), seed=0):
     return assignment
 
 
+def _files(record):
+    """The image files of a record: one image, or a sequence's frames (`file_names`)."""
+    return record["file_names"] if "file_names" in record else [record["file_name"]]
+
+
 def write_manifest(path, datasets, update=False):
     """
     Write which images each dataset of a run holds, so a result traces to its exact images.
 
     Args:
         path (str): the JSON file to write.
-        datasets (dict[str, list[dict]]): dataset name -> its Detectron2 dicts.
+        datasets (dict[str, list[dict]]): dataset name -> its Detectron2 dicts (images, or
+            sequences whose frames are listed).
         update (bool): keep the other datasets of an existing manifest at `path`; the file
             is left untouched when it already holds these datasets' images.
     """
     manifest = {
-        name: sorted({os.path.normpath(d["file_name"]) for d in dicts})
+        name: sorted({os.path.normpath(f) for d in dicts for f in _files(d)})
         for name, dicts in datasets.items()
     }
     if update and os.path.isfile(path):

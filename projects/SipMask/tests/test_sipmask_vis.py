@@ -350,6 +350,10 @@ def test_one_training_step_and_sequence_evaluation(tmp_path, sequences, one_thre
     with open(os.path.join(cfg.OUTPUT_DIR, "inference", SEQS, "vis_metrics.json")) as f:
         metrics = json.load(f)["metrics"]
     assert set(metrics) >= {"AP", "AP50", "frame_AP", "id_switches"}
+    with open(os.path.join(cfg.OUTPUT_DIR, "split_manifest.json")) as f:  # frames listed
+        manifest = json.load(f)
+    frames = {os.path.normpath(n) for r in DatasetCatalog.get(SEQS) for n in r["file_names"]}
+    assert set(manifest[SEQS]) == frames
 
 
 @pytest.mark.parametrize("postprocess,paste", [("official", "official"), ("detectron2", "box")])
