@@ -39,7 +39,7 @@ from ..paths import resolve_in_root
 from .common import box_annotation, category_index
 from .csv_rows import read_csv_rows
 
-__all__ = ["FINDINGS_FILE", "load_longitudinal", "register_longitudinal"]
+__all__ = ["FINDINGS_FILE", "order_studies", "load_longitudinal", "register_longitudinal"]
 
 FINDINGS_FILE = "findings.csv"
 _COLUMNS = ["patient_id", "study", "lesion_id", "class", "x1", "y1", "x2", "y2"]
@@ -72,15 +72,27 @@ def _dicom_date(path):
     return date + str(ds.get("StudyTime", "") or "").strip() if date else None
 
 
-def _ordered(patient, files, table_dates, log, where):
-    dates = {f: _dicom_date(f) or table_dates.get(f) for f in files}
+def order_studies(files, table_dates=None):
+    """
+    `files` in study order: by DICOM StudyDate + StudyTime, else `table_dates[file]`
+    (YYYYMMDD); by file name when any file has neither.
+
+    Returns:
+        (ordered files, the names of the undated files).
+    """
+    dates = {f: _dicom_date(f) or (table_dates or {}).get(f) for f in files}
     undated = sorted(os.path.basename(f) for f, d in dates.items() if not d)
     if undated:
-        if len(files) > 1:
-            log.report(where, f"patient {patient}: no StudyDate or study_date for "
-                       f"{', '.join(undated)}; the studies are ordered by file name")
-        return sorted(files)
-    return sorted(files, key=lambda f: (dates[f], f))
+        return sorted(files), undated
+    return sorted(files, key=lambda f: (dates[f], f)), []
+
+
+def _ordered(patient, files, table_dates, log, where):
+    ordered, undated = order_studies(files, table_dates)
+    if undated and len(files) > 1:
+        log.report(where, f"patient {patient}: no StudyDate or study_date for "
+                   f"{', '.join(undated)}; the studies are ordered by file name")
+    return ordered
 
 
 def _finding(row, where, record_size, folder, classes, log):
