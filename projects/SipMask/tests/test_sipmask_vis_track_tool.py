@@ -1,7 +1,6 @@
 """projects/SipMask/track.py: a patient folder in study order, tracked as the model tracks it."""
 import csv
 import json
-import os
 
 import cv2
 import numpy as np

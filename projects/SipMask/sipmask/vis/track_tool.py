@@ -15,7 +15,6 @@ identity, labels "#id class score").
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 
