@@ -151,6 +151,9 @@ def _hotcoco_results(coco_gt, dets, iou_type):
 def _results_coco(coco_gt, results, iou_type, backend):
     """The detections as a COCO object; `loadRes` cannot take an empty list, this can."""
     if backend == "hotcoco":
+        if isinstance(results, list) and results:
+            if iou_type == "bbox" or not any("bbox" in r for r in results):
+                return coco_gt.loadRes(results)  # hotcoco reads the dicts, never writes them
         if not isinstance(results, Detections):
             results = Detections.from_results(results, masks=iou_type == "segm")
         return _hotcoco_results(coco_gt, results, iou_type)
