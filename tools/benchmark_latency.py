@@ -11,9 +11,15 @@ Every model sees the same seeded phantom radiographs (or the first images of --d
 resized by its config's test resize (INPUT.MIN/MAX_SIZE_TEST), one image per forward pass in
 eval mode without gradients. The time is one `model([input])` call (normalisation, network,
 decoding, NMS, rescaling to the original size), excluding image reading and resizing; the
-median over --iters calls after --warmup calls is reported, with the machine it ran on.
-Without --weights the models have random weights, so their NMS sees more candidates than
-trained ones would: pass trained checkpoints for figures to publish.
+median over --iters calls after --warmup calls is reported, with the machine it ran on, and
+the mean number of detections per image beside it (a model's time depends on how many
+candidates reach its NMS and mask step). Without --weights the models get random weights
+drawn with --seed (the same in every process), so their NMS sees more candidates than trained
+ones would: pass trained checkpoints for figures to publish.
+
+A SipMask-VIS config (MODEL.META_ARCHITECTURE SipMaskVIS) is also timed tracking: the images as
+one sequence through `track_sequence`, per frame, interleaved with the same frames one by one
+through the image path, and the ratio (tracking's cost) printed.
 """
 
 import argparse
@@ -68,7 +74,7 @@ def load_images(num, dataset=None, size=512, seed=0):
     ]
 
 
-def build(config_file, weights, opts, device):
+def build(config_file, weights, opts, device, seed=0):
     if not os.path.isfile(config_file):
         raise CXRError(f"--config-file {config_file} does not exist")
     cfg = get_cfg()
@@ -78,6 +84,7 @@ def build(config_file, weights, opts, device):
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts) + ["MODEL.DEVICE", device])
     resolve_num_classes(cfg)  # the head widths, from the config's datasets' metadata
+    torch.manual_seed(seed)  # the same random weights in every process
     model = build_model(cfg).eval()
     if weights:
         if not os.path.isfile(weights):
@@ -104,20 +111,41 @@ def to_inputs(images, resize, input_format):
     return inputs
 
 
+def _timed(fn, device):
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    out = fn()
+    sync()
+    return (time.perf_counter() - start) * 1000, out
+
+
 @torch.no_grad()
 def time_model(model, inputs, warmup, iters, device):
-    """Median and all per-call times (ms) of model([x]) cycling over `inputs`."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times = []
+    """Median and all per-call times (ms) of model([x]) cycling over `inputs`, and the mean
+    number of detections per image."""
+    times, counts = [], []
     for k in range(warmup + iters):
-        x = [dict(inputs[k % len(inputs)])]
-        sync()
-        start = time.perf_counter()
-        model(x)
-        sync()
+        ms, out = _timed(lambda: model([dict(inputs[k % len(inputs)])]), device)
         if k >= warmup:
-            times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), times
+            times.append(ms)
+            counts.append(len(out[0]["instances"]))
+    return statistics.median(times), times, float(np.mean(counts))
+
+
+@torch.no_grad()
+def time_tracking(model, inputs, warmup, iters, device):
+    """Per-frame median (ms) of the frames through the image path one by one and through
+    `track_sequence` as one sequence, interleaved; their ratio is tracking's cost."""
+    sequence = {"video_id": 0, "frames": [dict(x) for x in inputs]}
+    single, tracked = [], []
+    for k in range(warmup + iters):
+        ms_single = sum(_timed(lambda x=x: model([dict(x)]), device)[0] for x in inputs)
+        ms_tracked = _timed(lambda: model.track_sequence(sequence), device)[0]
+        if k >= warmup:
+            single.append(ms_single / len(inputs))
+            tracked.append(ms_tracked / len(inputs))
+    return statistics.median(single), statistics.median(tracked)
 
 
 def main(argv=None):
@@ -134,6 +162,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random weights")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every model")
     args = parser.parse_args(argv)
@@ -151,14 +180,14 @@ def main(argv=None):
         f"{len(images)} images, median of {args.iters} calls after {args.warmup} warm-up calls, "
         "batch 1\n"
     )
-    print("| config | input | params (M) | median latency (ms) |")
-    print("|---|---|---|---|")
+    print("| config | input | params (M) | median latency (ms) | detections/image |")
+    print("|---|---|---|---|---|")
     rows = []
     for k, config in enumerate(args.config_file):
         weights = args.weights[k] if args.weights else ""
-        cfg, model, resize = build(config, weights, args.opts, args.device)
+        cfg, model, resize = build(config, weights, args.opts, args.device, args.seed)
         inputs = to_inputs(images, resize, cfg.INPUT.FORMAT)
-        median, times = time_model(model, inputs, args.warmup, args.iters, args.device)
+        median, times, dets = time_model(model, inputs, args.warmup, args.iters, args.device)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         size = "x".join(map(str, inputs[0]["image"].shape[1:]))
         rows.append(
@@ -168,9 +197,15 @@ def main(argv=None):
                 "params_m": params,
                 "median_ms": median,
                 "times_ms": times,
+                "detections_per_image": dets,
             }
         )
-        print(f"| {config} | {size} | {params:.1f} | {median:.1f} |", flush=True)
+        print(f"| {config} | {size} | {params:.1f} | {median:.1f} | {dets:.1f} |", flush=True)
+        if hasattr(model, "track_sequence"):
+            single, tracked = time_tracking(model, inputs, 1, max(3, args.iters // 4), args.device)
+            rows[-1].update(image_path_ms=single, tracking_ms=tracked)
+            print(f"|   tracking {len(inputs)} frames as one sequence | | | {tracked:.1f} per "
+                  f"frame vs {single:.1f} ({tracked / single:.2f}x) | |", flush=True)
         del model
     if args.json:
         with open(args.json, "w") as f:

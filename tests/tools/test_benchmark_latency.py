@@ -27,3 +27,26 @@ def test_benchmark_latency_tool(repo_root, one_thread, tmp_path, capsys):
     assert all(r["median_ms"] > 0 for r in result["rows"])
     with pytest.raises(tool.CXRError, match="--weights has 1 entries for 2 configs"):
         tool.main(["--config-file", CONFIGS["ssd"], CONFIGS["yolov3"], "--weights", "a.pth"])
+
+
+@pytest.mark.slow
+def test_seeded_weights_and_tracking_cost(repo_root, one_thread, tmp_path, capsys):
+    """Random weights are seeded (the same detections in two runs), detections per image are
+    reported, and a SipMask-VIS config is also timed tracking its images as one sequence."""
+    path = os.path.join(repo_root, "tools", "benchmark_latency.py")
+    spec = importlib.util.spec_from_file_location("benchmark_latency", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    vis = os.path.join("projects", "SipMask", "configs", "vis", "sipmask_vis_R_18_FPN_cpu.yaml")
+    rows = []
+    for k in range(2):
+        out = tmp_path / f"l{k}.json"
+        args = ["--config-file", vis, "--device", "cpu", "--images", "2", "--warmup", "0",
+                "--iters", "2", "--json", str(out), "--opts", "INPUT.MIN_SIZE_TEST", "128",
+                "INPUT.MAX_SIZE_TEST", "128", "MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]
+        assert tool.main(args) == 0
+        rows.append(json.loads(out.read_text())["rows"][0])
+    printed = capsys.readouterr().out
+    assert "tracking 2 frames as one sequence" in printed and "| detections/image |" in printed
+    assert rows[0]["detections_per_image"] == rows[1]["detections_per_image"] > 0
+    assert rows[0]["tracking_ms"] > 0 and rows[0]["image_path_ms"] > 0
