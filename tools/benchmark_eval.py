@@ -5,8 +5,9 @@ CXRCOCOEvaluator.evaluate(), on one generated set, interleaved:
 
     python tools/benchmark_eval.py --images 1000 --dets 100 --repeat 5
 
-Prints a Markdown table for the README (median seconds, the ratio to plain pycocotools' bbox
-score on the same task, the 1-minute load average while each ran). Logic: cxr_d2/evaluation/benchmark.py.
+Prints a Markdown table for the README (median seconds, the ratio to plain pycocotools on the
+same task, the 1-minute load average while each ran, the largest difference to pycocotools).
+Logic: cxr_d2/evaluation/benchmark.py.
 """
 
 from cxr_d2.evaluation.benchmark import main
