@@ -167,3 +167,17 @@ def test_evaluator_results_equal_with_every_backend(tmp_path):
     assert ref["segm"]["AP"] != ref["bbox"]["AP"]  # masks are not their boxes here
     for backend in FAST:
         assert _same(results[backend], ref, ATOL[backend]), backend
+
+
+def test_benchmark_tool_checks_and_prints_the_table(capsys):
+    """tools/benchmark_eval.py on a tiny set: every system checked against pycocotools."""
+    _installed("hotcoco")
+    from cxr_d2.evaluation.benchmark import main
+
+    argv = ["--images", "4", "--dets", "5", "--repeat", "1", "--warmup", "0"]
+    assert main(argv + ["--backends", "pycocotools", "hotcoco"]) == 0
+    out = capsys.readouterr().out
+    assert "every system's metrics equal pycocotools'" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 8 + 1  # header, 2 backends x plain/scoring x 2 tasks, evaluate()
+    assert rows[-1].startswith("| evaluate(), hotcoco |")
