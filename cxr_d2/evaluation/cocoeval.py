@@ -71,8 +71,7 @@ def resolve_backend(name):
             if backend != "hotcoco":
                 logger.warning(f"hotcoco is not installed: evaluating with {backend} (slower)")
             return backend
-        logger.warning(f"{backend} is not installed")
-    logger.warning("evaluating with pycocotools (slower)")
+    logger.warning("hotcoco and faster-coco-eval are not installed: evaluating with pycocotools")
     return "pycocotools"
 
 
