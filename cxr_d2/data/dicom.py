@@ -373,6 +373,21 @@ def _pixel_bytes(head):
     return (count * head["bits_allocated"] + 7) // 8
 
 
+# JPEG decoders round the inverse DCT differently (libjpeg and Pillow's libjpeg-turbo differ
+# by up to 2 grey levels on the real SIIM film): Pillow first where it decodes the syntax, so
+# installing the optional decoders changes no pixel of a file that decoded without them.
+_PILLOW_FIRST = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
+
+
+def _decode_first(ds, pixel_array):
+    if ds.file_meta.TransferSyntaxUID in _PILLOW_FIRST:
+        try:
+            return pixel_array(ds, index=0, decoding_plugin="pillow")
+        except Exception:  # Pillow cannot (e.g. no JPEG 2000 support): pydicom's own order
+            pass
+    return pixel_array(ds, index=0)
+
+
 def _first_frame(ds, head, path):
     """Stored values of the first frame: (H, W), or (H, W, 3) RGB for colour."""
     from pydicom.pixels import pixel_array
@@ -386,7 +401,7 @@ def _first_frame(ds, head, path):
             "frame(s)); the file is truncated, replace it"
         )
     try:
-        return pixel_array(ds, index=0)
+        return _decode_first(ds, pixel_array)
     except Exception as e:  # pydicom raises many types; all mean "cannot decode"
         syntax = ds.file_meta.TransferSyntaxUID
         hint = ""

@@ -51,7 +51,8 @@ def _cfg(path):
 def test_the_lists_cover_every_architecture():
     archs = {_cfg(p).MODEL.META_ARCHITECTURE for p in DEFAULT}
     assert archs == {
-        "GeneralizedRCNN", "RetinaNet", "FCOS", "BlendMask", "SOLOv2", "SSD", "YOLOv3", "SipMask"
+        "GeneralizedRCNN", "RetinaNet", "FCOS", "BlendMask", "SOLOv2", "SSD", "YOLOv3", "SipMask",
+        "SipMaskVIS",
     }  # fmt: skip
     assert len(CONFIGS) > len(DEFAULT) >= 14
 
