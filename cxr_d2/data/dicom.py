@@ -373,17 +373,26 @@ def _pixel_bytes(head):
     return (count * head["bits_allocated"] + 7) // 8
 
 
-# JPEG decoders round the inverse DCT differently (libjpeg and Pillow's libjpeg-turbo differ
-# by up to 2 grey levels on the real SIIM film): Pillow first where it decodes the syntax, so
-# installing the optional decoders changes no pixel of a file that decoded without them.
-_PILLOW_FIRST = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
+# The decoder tried first per transfer syntax, before pydicom's own order. JPEG decoders round
+# the inverse DCT differently (libjpeg and Pillow's libjpeg-turbo differ by up to 2 grey levels
+# on the real SIIM film): Pillow, so installing the optional decoders changes no pixel of a
+# file that decoded without them. JPEG-LS: pyjpegls (CharLS), 3x pylibjpeg's libjpeg on a
+# 2500x2048 12-bit film (tools/benchmark_dicom.py), the same pixels.
+_PREFERRED_DECODER = {
+    "1.2.840.10008.1.2.4.50": "pillow",  # JPEG baseline
+    "1.2.840.10008.1.2.4.90": "pillow",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "pillow",  # JPEG 2000
+    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS near-lossless
+}
 
 
 def _decode_first(ds, pixel_array):
-    if ds.file_meta.TransferSyntaxUID in _PILLOW_FIRST:
+    preferred = _PREFERRED_DECODER.get(ds.file_meta.TransferSyntaxUID)
+    if preferred:
         try:
-            return pixel_array(ds, index=0, decoding_plugin="pillow")
-        except Exception:  # Pillow cannot (e.g. no JPEG 2000 support): pydicom's own order
+            return pixel_array(ds, index=0, decoding_plugin=preferred)
+        except Exception:  # not installed, or it cannot: pydicom's own order
             pass
     return pixel_array(ds, index=0)
 
