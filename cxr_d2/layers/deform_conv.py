@@ -16,7 +16,11 @@ from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
+from .deform_conv_cpu import deform_conv2d_gather, gather_path_applies
+
 __all__ = ["DeformConv", "ModulatedDeformConv"]
+
+CPU_GATHER = True
 
 
 class _DeformConvBase(nn.Module):
@@ -80,8 +84,11 @@ class _DeformConvBase(nn.Module):
                     f"(2 x {self.deformable_groups} deformable groups x {self.kernel_size} "
                     "kernel)"
                 )
-            x = deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
-                              padding=self.padding, dilation=self.dilation, mask=mask)
+            fn = deform_conv2d
+            if CPU_GATHER and gather_path_applies(x, offset, self.weight, mask, self.groups):
+                fn = deform_conv2d_gather
+            x = fn(x, offset, self.weight, self.bias, stride=self.stride,
+                   padding=self.padding, dilation=self.dilation, mask=mask)
         if self.norm is not None:
             x = self.norm(x)
         if self.activation is not None:
