@@ -10,12 +10,19 @@ Inference latency of models given by their configs, on the same images, on this 
 Every model sees the same seeded phantom radiographs (or the first images of --dataset),
 resized by its config's test resize (INPUT.MIN/MAX_SIZE_TEST), one image per forward pass in
 eval mode without gradients. The time is one `model([input])` call (normalisation, network,
-decoding, NMS, rescaling to the original size), excluding image reading and resizing; the
-median over --iters calls after --warmup calls is reported, with the machine it ran on, and
+decoding, NMS, rescaling to the original size), excluding image reading and resizing. The
+models are built first and then called in turn, one call each per round (interleaved, so a
+change of the machine's load reaches all alike); the median over --iters rounds after
+--warmup rounds is reported, with the machine it ran on, the ratio to the first config, and
 the mean number of detections per image beside it (a model's time depends on how many
-candidates reach its NMS and mask step). Without --weights the models get random weights
-drawn with --seed (the same in every process), so their NMS sees more candidates than trained
-ones would: pass trained checkpoints for figures to publish.
+candidates reach its NMS and mask step: match the counts, e.g. with score thresholds of 0 and
+the same TEST.DETECTIONS_PER_IMAGE). Without --weights the models get random weights drawn
+with --seed (the same in every process), so their NMS sees more candidates than trained ones
+would: pass trained checkpoints for figures to publish. Zero-initialised layers (SipMask's
+feature-alignment offsets) stay zero in random weights; --perturb STD adds seeded N(0, STD)
+noise to every parameter, so that they act as in a trained model. --torchvision-deform runs
+deformable convolutions on torchvision's kernel also on the CPU (without it, CPU inference
+takes cxr_d2's gather path: cxr_d2/layers/deform_conv_cpu.py).
 
 A SipMask-VIS config (MODEL.META_ARCHITECTURE SipMaskVIS) is also timed tracking: the images as
 one sequence through `track_sequence`, per frame, interleaved with the same frames one by one
@@ -44,6 +51,7 @@ from cxr_d2.data import read_image
 from cxr_d2.data.phantom import draw_phantom
 from cxr_d2.engine import AtomicCheckpointer
 from cxr_d2.engine.projects import project_config_fns
+from cxr_d2.layers import deform_conv
 
 
 def machine_name(device):
@@ -74,7 +82,7 @@ def load_images(num, dataset=None, size=512, seed=0):
     ]
 
 
-def build(config_file, weights, opts, device, seed=0):
+def build(config_file, weights, opts, device, seed=0, perturb=0.0):
     if not os.path.isfile(config_file):
         raise CXRError(f"--config-file {config_file} does not exist")
     cfg = get_cfg()
@@ -90,6 +98,11 @@ def build(config_file, weights, opts, device, seed=0):
         if not os.path.isfile(weights):
             raise CXRError(f"--weights {weights} does not exist")
         AtomicCheckpointer(model).load(weights)
+    if perturb:
+        generator = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=generator).to(p) * perturb)
     resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     return cfg, model, resize
 
@@ -121,16 +134,22 @@ def _timed(fn, device):
 
 
 @torch.no_grad()
-def time_model(model, inputs, warmup, iters, device):
-    """Median and all per-call times (ms) of model([x]) cycling over `inputs`, and the mean
-    number of detections per image."""
-    times, counts = [], []
-    for k in range(warmup + iters):
-        ms, out = _timed(lambda: model([dict(inputs[k % len(inputs)])]), device)
-        if k >= warmup:
-            times.append(ms)
-            counts.append(len(out[0]["instances"]))
-    return statistics.median(times), times, float(np.mean(counts))
+def time_models(models, inputs, warmup, iters, device):
+    """
+    Call the models in turn, model k on `inputs[k]` (cycling over its images), for `warmup`
+    then `iters` rounds. Returns per model: median and all per-call times (ms) and the mean
+    number of detections per image.
+    """
+    times = [[] for _ in models]
+    counts = [[] for _ in models]
+    for r in range(warmup + iters):
+        for k, model in enumerate(models):
+            x = inputs[k][r % len(inputs[k])]
+            ms, out = _timed(lambda: model([dict(x)]), device)
+            if r >= warmup:
+                times[k].append(ms)
+                counts[k].append(len(out[0]["instances"]))
+    return [(statistics.median(t), t, float(np.mean(c))) for t, c in zip(times, counts)]
 
 
 @torch.no_grad()
@@ -163,6 +182,10 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    parser.add_argument("--perturb", type=float, default=0.0,
+                        help="add seeded N(0, STD) noise to every parameter")
+    parser.add_argument("--torchvision-deform", action="store_true",
+                        help="deformable convolutions on torchvision's kernel on the CPU too")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every model")
     args = parser.parse_args(argv)
@@ -173,40 +196,48 @@ def main(argv=None):
         )
     if args.threads:
         torch.set_num_threads(args.threads)
+    deform_conv.CPU_GATHER = not args.torchvision_deform
     images = load_images(args.images, args.dataset)
     machine = machine_name(args.device)
     print(f"machine: {machine}")
     print(
-        f"{len(images)} images, median of {args.iters} calls after {args.warmup} warm-up calls, "
-        "batch 1\n"
+        f"{len(images)} images, batch 1, the models called in turn: median of {args.iters} "
+        f"rounds after {args.warmup} warm-up rounds\n"
     )
-    print("| config | input | params (M) | median latency (ms) | detections/image |")
-    print("|---|---|---|---|---|")
-    rows = []
+    built = []
     for k, config in enumerate(args.config_file):
         weights = args.weights[k] if args.weights else ""
-        cfg, model, resize = build(config, weights, args.opts, args.device, args.seed)
-        inputs = to_inputs(images, resize, cfg.INPUT.FORMAT)
-        median, times, dets = time_model(model, inputs, args.warmup, args.iters, args.device)
+        cfg, model, resize = build(config, weights, args.opts, args.device, args.seed,
+                                   args.perturb)  # fmt: skip
+        built.append((config, model, to_inputs(images, resize, cfg.INPUT.FORMAT)))
+    timed = time_models([b[1] for b in built], [b[2] for b in built], args.warmup, args.iters,
+                        args.device)  # fmt: skip
+    print("| config | input | params (M) | median latency (ms) | ratio to the first | "
+          "detections/image |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for (config, model, inputs), (median, times, dets) in zip(built, timed):
         params = sum(p.numel() for p in model.parameters()) / 1e6
         size = "x".join(map(str, inputs[0]["image"].shape[1:]))
+        ratio = median / timed[0][0]
         rows.append(
             {
                 "config": config,
                 "input": size,
                 "params_m": params,
                 "median_ms": median,
+                "ratio_to_first": ratio,
                 "times_ms": times,
                 "detections_per_image": dets,
             }
         )
-        print(f"| {config} | {size} | {params:.1f} | {median:.1f} | {dets:.1f} |", flush=True)
+        print(f"| {config} | {size} | {params:.1f} | {median:.1f} | {ratio:.2f}x | {dets:.1f} |",
+              flush=True)  # fmt: skip
         if hasattr(model, "track_sequence"):
             single, tracked = time_tracking(model, inputs, 1, max(3, args.iters // 4), args.device)
             rows[-1].update(image_path_ms=single, tracking_ms=tracked)
             print(f"|   tracking {len(inputs)} frames as one sequence | | | {tracked:.1f} per "
-                  f"frame vs {single:.1f} ({tracked / single:.2f}x) | |", flush=True)
-        del model
+                  f"frame vs {single:.1f} ({tracked / single:.2f}x) | | |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "device": args.device, "rows": rows}, f, indent=1)

@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from tests.modeling.tiny_dense import CONFIGS
 
@@ -25,8 +26,28 @@ def test_benchmark_latency_tool(repo_root, one_thread, tmp_path, capsys):
     assert [r["config"] for r in result["rows"]] == [CONFIGS["ssd"], CONFIGS["yolov3"]]
     assert all(r["input"] == "128x128" and len(r["times_ms"]) == 3 for r in result["rows"])
     assert all(r["median_ms"] > 0 for r in result["rows"])
+    first, second = result["rows"]
+    assert first["ratio_to_first"] == 1.0
+    assert second["ratio_to_first"] == pytest.approx(second["median_ms"] / first["median_ms"])
     with pytest.raises(tool.CXRError, match="--weights has 1 entries for 2 configs"):
         tool.main(["--config-file", CONFIGS["ssd"], CONFIGS["yolov3"], "--weights", "a.pth"])
+
+
+def test_perturb_is_seeded_and_reaches_zero_initialised_layers(repo_root, one_thread):
+    """--perturb adds the same noise in every build; zero-initialised weights become non-zero."""
+    path = os.path.join(repo_root, "tools", "benchmark_latency.py")
+    spec = importlib.util.spec_from_file_location("benchmark_latency", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    sipmask = os.path.join("projects", "SipMask", "configs", "sipmask_R_18_FPN_cpu.yaml")
+    plain = tool.build(sipmask, "", [], "cpu", seed=0)[1]
+    a, b = (tool.build(sipmask, "", [], "cpu", seed=0, perturb=0.01)[1] for _ in range(2))
+    assert not plain.head.feature_align.offset.weight.any()
+    assert a.head.feature_align.offset.weight.abs().max() > 0
+    for (name, x), y, z in zip(a.state_dict().items(), b.state_dict().values(),
+                               plain.state_dict().values()):  # fmt: skip
+        assert torch.equal(x, y), name
+    assert not torch.equal(a.head.cls_logits.weight, plain.head.cls_logits.weight)
 
 
 @pytest.mark.slow
