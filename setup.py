@@ -38,7 +38,7 @@ setup(
         "export": ["onnx>=1.16", "onnxscript>=0.5", "onnxruntime>=1.18"],
         # DICOM decoders pydicom uses when present: JPEG-LS, 12-bit JPEG, faster JPEG 2000
         "dicom": ["pylibjpeg>=2", "pylibjpeg-libjpeg>=2", "pylibjpeg-openjpeg>=2",
-                  "pyjpegls>=1.2"],
+                  "pyjpegls>=1.2", "imagecodecs>=2024.1"],
         # tools/sweep.py on SLURM or submitit's local executor
         "sweep": ["submitit>=1.5"],
         # the error-analysis page's browser test (with Debian's chromium and chromium-driver)
@@ -55,6 +55,7 @@ setup(
             "pylibjpeg-libjpeg>=2",
             "pylibjpeg-openjpeg>=2",
             "pyjpegls>=1.2",
+            "imagecodecs>=2024.1",
         ],
     },
     # Projects whose add_x_config the tools apply (cxr_d2/engine/projects.py).

@@ -24,6 +24,7 @@ import zlib
 import numpy as np
 
 from ..errors import DatasetError
+from . import dicom_imagecodecs
 from .image_io import (
     check_pixels,
     gray_to_format,
@@ -291,7 +292,14 @@ def _present(ds, keyword):
     return ds.get(keyword, None) not in (None, "")
 
 
-def dicom_to_unit(ds, arr, source="DICOM"):
+def _stretched(ds):
+    """True when no VOI LUT or window is given: the image's own extremes span [0, 1]."""
+    return not ds.get("VOILUTSequence") and not (
+        _present(ds, "WindowCenter") and _present(ds, "WindowWidth")
+    )
+
+
+def dicom_to_unit(ds, arr, source="DICOM", stretch_range=None):
     """
     Apply modality rescale, then VOI LUT (preferred) or window, then MONOCHROME1 inversion.
 
@@ -299,6 +307,8 @@ def dicom_to_unit(ds, arr, source="DICOM"):
         ds (pydicom.Dataset): the header.
         arr (ndarray): stored values (H, W), integers of any bit depth.
         source (str): the file, for error messages.
+        stretch_range: (min, max) float32 modality values that span [0, 1] without a VOI LUT
+            or window; None: those of `arr` (a part of an image passes the whole image's).
 
     Returns:
         ndarray float32 (H, W) in [0, 1], bright = dense. Without a VOI LUT or window, the
@@ -315,7 +325,7 @@ def dicom_to_unit(ds, arr, source="DICOM"):
         except ValueError as e:
             raise DatasetError(f"{source}: unusable DICOM VOI window ({e})") from None
     else:
-        out = stretch_to_unit(values)
+        out = stretch_to_unit(values, *(stretch_range or ()))
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         np.subtract(1.0, out, out=out)
     return np.clip(out, 0.0, 1.0, out=out)
@@ -332,10 +342,7 @@ def _lut_range(ds, arr):
     image's extremes')."""
     if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 2:
         return None
-    stretch = not ds.get("VOILUTSequence") and not (
-        _present(ds, "WindowCenter") and _present(ds, "WindowWidth")
-    )
-    if stretch and ds.get("ModalityLUTSequence"):
+    if _stretched(ds) and ds.get("ModalityLUTSequence"):
         return None
     lo, hi = int(arr.min()), int(arr.max())
     first = 0 if lo >= 0 and hi < _LUT_MAX_SPAN else lo  # index by the values themselves
@@ -360,11 +367,41 @@ def dicom_to_uint8(ds, arr, source="DICOM"):
     """
     found = _lut_range(ds, arr)
     if found is None:
-        return unit_to_uint8(dicom_to_unit(ds, arr, source))
+        return _float_path_uint8(ds, arr, source)
     first, lo, hi = found
     inputs = np.clip(np.arange(first, hi + 1, dtype=np.int64), lo, hi).astype(arr.dtype)
     table = unit_to_uint8(dicom_to_unit(ds, inputs[None, :], source))[0]
     return table.take(arr if first == 0 else np.subtract(arr, first, dtype=np.int32))
+
+
+# Pixels converted at once on the float path: its float32 temporaries stay a few MB whatever
+# the image's size (the whole image at once needed about 12 bytes per pixel).
+_FLOAT_BLOCK_PIXELS = 1 << 20
+
+
+def _float_path_uint8(ds, arr, source):
+    """
+    `unit_to_uint8(dicom_to_unit(ds, arr))`, byte for byte, a block of rows at a time: every
+    step maps each pixel on its own once the min-max stretch has the whole image's extremes,
+    taken first, block by block, from the modality values.
+
+    Returns:
+        ndarray uint8 (H, W).
+    """
+    rows = max(1, _FLOAT_BLOCK_PIXELS // max(1, arr.shape[1]))
+    blocks = [slice(r, r + rows) for r in range(0, arr.shape[0], rows)]
+    stretch_range = None
+    if _stretched(ds) and len(blocks) > 1:
+        lows, highs = [], []
+        for b in blocks:
+            values = np.asarray(_modality_values(ds, arr[b], source), dtype=np.float32)
+            lows.append(values.min())
+            highs.append(values.max())
+        stretch_range = (float(np.min(lows)), float(np.max(highs)))
+    out = np.empty(arr.shape, np.uint8)
+    for b in blocks:
+        out[b] = unit_to_uint8(dicom_to_unit(ds, arr[b], source, stretch_range=stretch_range))
+    return out
 
 
 def _pixel_bytes(head):
@@ -376,23 +413,29 @@ def _pixel_bytes(head):
 # The decoder tried first per transfer syntax, before pydicom's own order. JPEG decoders round
 # the inverse DCT differently (libjpeg and Pillow's libjpeg-turbo differ by up to 2 grey levels
 # on the real SIIM film): Pillow, so installing the optional decoders changes no pixel of a
-# file that decoded without them. JPEG-LS: pyjpegls (CharLS), 3x pylibjpeg's libjpeg on a
-# 2500x2048 12-bit film (tools/benchmark_dicom.py), the same pixels.
+# file that decoded without them; 12-bit JPEG, which Pillow cannot read, through the same
+# libjpeg-turbo in imagecodecs (:mod:`.dicom_imagecodecs`), 3.7x pylibjpeg. JPEG 2000: OpenJPEG
+# in imagecodecs on torch's threads (1.9x Pillow's OpenJPEG on 2 cores, the same values), then
+# Pillow. JPEG-LS: pyjpegls (CharLS), 3x pylibjpeg's libjpeg, the same pixels. Times on a
+# 2500x2048 12-bit film: tools/benchmark_dicom.py.
 _PREFERRED_DECODER = {
-    "1.2.840.10008.1.2.4.50": "pillow",  # JPEG baseline
-    "1.2.840.10008.1.2.4.90": "pillow",  # JPEG 2000 lossless
-    "1.2.840.10008.1.2.4.91": "pillow",  # JPEG 2000
-    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.50": ("pillow",),  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": (dicom_imagecodecs.LABEL,),  # JPEG extended (12-bit)
+    "1.2.840.10008.1.2.4.90": (dicom_imagecodecs.LABEL, "pillow"),  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": (dicom_imagecodecs.LABEL, "pillow"),  # JPEG 2000
+    "1.2.840.10008.1.2.4.80": ("pyjpegls",),  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": ("pyjpegls",),  # JPEG-LS near-lossless
 }
 
 
 def _decode_first(ds, pixel_array):
-    preferred = _PREFERRED_DECODER.get(ds.file_meta.TransferSyntaxUID)
-    if preferred:
+    dicom_imagecodecs.register()
+    for plugin in _PREFERRED_DECODER.get(ds.file_meta.TransferSyntaxUID, ()):
+        if plugin == dicom_imagecodecs.LABEL and not dicom_imagecodecs.handles(ds):
+            continue
         try:
-            return pixel_array(ds, index=0, decoding_plugin=preferred)
-        except Exception:  # not installed, or it cannot: pydicom's own order
+            return pixel_array(ds, index=0, decoding_plugin=plugin)
+        except Exception:  # not installed, or it cannot: the next, then pydicom's own order
             pass
     return pixel_array(ds, index=0)
 
@@ -415,7 +458,7 @@ def _first_frame(ds, head, path):
         syntax = ds.file_meta.TransferSyntaxUID
         hint = ""
         if syntax.is_compressed and "plugin" in str(e).lower():
-            hint = ("; install the optional decoders (JPEG-LS, 12-bit JPEG, JPEG 2000): "
+            hint = ("; install the optional decoders (JPEG-LS, 12-bit JPEG, faster JPEG 2000): "
                     "pip install 'cxr-d2[dicom]'")
         raise DatasetError(
             f"{path}: cannot decode pixel data (transfer syntax {syntax.name}): "

@@ -30,7 +30,7 @@ from .paths import DATASETS_ROOT
 __all__ = ["DECODER_VERSION", "ImageCache", "cached_size"]
 
 #: Bumped whenever read_image's pixels change for the same file; part of every key.
-DECODER_VERSION = 1
+DECODER_VERSION = 2  # 2: 12-bit JPEG through libjpeg-turbo (imagecodecs)
 _CHUNK = 1 << 20
 
 

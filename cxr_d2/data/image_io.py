@@ -129,10 +129,12 @@ def unit_to_uint8(unit):
     return out.astype(np.uint8)
 
 
-def stretch_to_unit(arr):
-    """Any numeric (H, W) array -> float32 in [0, 1], its own minimum and maximum at 0 and 1."""
-    out = np.asarray(arr, dtype=np.float32)
-    lo, hi = float(out.min()), float(out.max())
+def stretch_to_unit(arr, lo=None, hi=None):
+    """Any numeric (H, W) array -> float32 in [0, 1], its own minimum and maximum (or `lo` and
+    `hi`, as float32 values) at 0 and 1; `arr` is left as it is."""
+    out = np.array(arr, dtype=np.float32)
+    if lo is None:
+        lo, hi = float(out.min()), float(out.max())
     if hi <= lo:
         return np.zeros_like(out)
     out -= lo

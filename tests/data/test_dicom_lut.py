@@ -29,8 +29,8 @@ def float_path(path):
 def lut_was_used(monkeypatch, path):
     calls = []
     real = dicom.dicom_to_unit
-    monkeypatch.setattr(dicom, "dicom_to_unit", lambda ds, a, s="": calls.append(a.shape)
-                        or real(ds, a, s))
+    monkeypatch.setattr(dicom, "dicom_to_unit", lambda ds, a, s="", **kw: calls.append(a.shape)
+                        or real(ds, a, s, **kw))
     out = read_dicom(path)
     return out, calls[0][0] == 1  # the table is one row of values
 
