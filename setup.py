@@ -32,6 +32,8 @@ setup(
         "tabulate",
         # weighted boxes fusion for `--ensemble`
         "ensemble-boxes>=1.0.9",
+        # the evaluator's results file (coco_instances_results.json): 9x json.dumps
+        "orjson>=3.9",
     ],
     extras_require={
         # tools/export_model.py --format onnx, and running the exported file

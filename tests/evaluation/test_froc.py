@@ -231,3 +231,35 @@ def test_vectorised_froc_equals_the_loop(iou_type, crowd, agnostic, iou_thresh):
         overall = froc["classes"]["overall"]
         assert overall["fppi"][-1] == fppi[-1] and overall["sens"][-1] == curve[-1]
         assert 0 < overall["mean"] < 1
+
+
+def test_mask_pairs_are_skipped_only_when_no_pixel_is_shared():
+    """Detections one pixel into the lesion, or just beside it, on every side: with an IoU
+    threshold of 0.001 a detection hits exactly when a per-pixel count finds a shared pixel
+    (the bounding-box shortcut skips only pairs that share none)."""
+    from cxr_d2.evaluation.detections import Detections
+    from cxr_d2.evaluation.froc import FrocGroundTruth, _label_all
+
+    lesion = np.zeros((40, 40), np.uint8)
+    lesion[10:20, 12:20] = 1
+    shifts = [(dy, dx) for d in (7, 8, 9, 10) for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0))]
+    shifts += [(9, 7), (10, 8), (-9, -7), (-10, -8)]
+    anns, results, expected = [], [], []
+    for img, (dy, dx) in enumerate(shifts, start=1):
+        det = np.roll(np.roll(lesion, dy, axis=0), dx, axis=1)
+        rle = mask_util.encode(np.asfortranarray(lesion))
+        rle["counts"] = rle["counts"].decode()
+        anns.append({"id": img, "image_id": img, "category_id": 1, "bbox": [12, 10, 8, 10],
+                     "area": 80, "iscrowd": 0, "segmentation": rle})  # fmt: skip
+        d = mask_util.encode(np.asfortranarray(det))
+        d["counts"] = d["counts"].decode()
+        results.append({"image_id": img, "category_id": 1, "score": 0.9, "segmentation": d,
+                        "bbox": [0.0, 0.0, 40.0, 40.0]})  # fmt: skip
+        shared = int((det & lesion).sum())
+        expected.append(1 if shared / (det | lesion).sum() >= 0.001 else 0)
+    dataset = {"images": [{"id": i, "height": 40, "width": 40} for i in range(1, len(shifts) + 1)],
+               "categories": [{"id": 1, "name": "a"}], "annotations": anns}  # fmt: skip
+    gt = FrocGroundTruth.from_dataset(dataset, "segm")
+    labels, _, _ = _label_all(gt, Detections.from_results(results, masks=True), "segm", 0.001)
+    assert 0 < sum(expected) < len(expected)
+    assert labels.tolist() == expected

@@ -91,3 +91,24 @@ def test_entries_it_cannot_hold_are_saved_as_they_are(tmp_path):
     path = str(tmp_path / "p.pth")
     save_predictions(path, extra)
     assert load_predictions(path) == extra
+
+
+def test_compact_json_reads_back_as_json_dumps(tmp_path):
+    """coco_instances_results.json through orjson: the values json.dumps writes, read back
+    equal (floats to the last bit); integer keys, which orjson refuses, through json."""
+    import json
+
+    import numpy as np
+
+    from cxr_d2.evaluation.output import write_json_compact
+
+    rng = np.random.default_rng(0)
+    results = [{"image_id": int(i), "category_id": 1, "score": float(s),
+                "bbox": [float(v) for v in rng.random(4) * 1e3],
+                "segmentation": {"size": [512, 512], "counts": "h\\\\41n?2N1"}}
+               for i, s in enumerate(rng.random(50) ** 9)]  # fmt: skip
+    path = tmp_path / "r.json"
+    write_json_compact(str(path), results)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(results)) == results
+    write_json_compact(str(path), {3: [0.25]})
+    assert json.loads(path.read_text()) == {"3": [0.25]}
