@@ -310,10 +310,7 @@ def _label_all(gt, dets, iou_type, iou_thresh):
     if iou_type == "bbox":
         ious = _box_ious(dets.bbox[dets_of_pairs], gt.bbox[pair_gt], gt.crowd[pair_gt])
     else:
-        touch = _boxes_touch(_mask_boxes(dets.segmentation)[dets_of_pairs],
-                             _mask_boxes(gt.masks)[pair_gt])  # fmt: skip
-        ious = _mask_ious(dets.segmentation, gt.masks, gt.crowd, dets_of_pairs, pair_gt, count,
-                          touch)  # fmt: skip
+        ious = _mask_ious(dets.segmentation, gt.masks, gt.crowd, dets_of_pairs, pair_gt, count)
     hit = np.flatnonzero(ious >= iou_thresh)
     labels[d_order] = _greedy(
         pair_det[hit].tolist(), pair_gt[hit].tolist(), ious[hit].tolist(), gt.crowd, len(d_order)
@@ -343,36 +340,9 @@ def _box_ious(d, g, crowd):
         return np.where(overlap, inter / np.where(overlap, union, 1.0), 0.0)
 
 
-# The pixel bounding boxes of the last few RLE lists (a task's detections and their agnostic
-# copy share one list): {id(list): (list, (N, 4) boxes)}.
-_MASK_BOXES = {}
-
-
-def _mask_boxes(rles):
-    """(N, 4) float64 XYWH pixel extents of N RLEs (pycocotools' toBbox), cached per list."""
-    hit = _MASK_BOXES.get(id(rles))
-    if hit is not None and hit[0] is rles:
-        return hit[1]
-    boxes = np.asarray(mask_util.toBbox(rles), dtype=np.float64).reshape(-1, 4)
-    while len(_MASK_BOXES) >= 4:
-        _MASK_BOXES.pop(next(iter(_MASK_BOXES)))
-    _MASK_BOXES[id(rles)] = (rles, boxes)
-    return boxes
-
-
-def _boxes_touch(d, g):
-    """(P,) bool: the XYWH pixel extents of each pair share a pixel (else the masks' IoU is 0)."""
-    return ((d[:, 0] < g[:, 0] + g[:, 2]) & (g[:, 0] < d[:, 0] + d[:, 2])
-            & (d[:, 1] < g[:, 1] + g[:, 3]) & (g[:, 1] < d[:, 1] + d[:, 3]))  # fmt: skip
-
-
-def _mask_ious(d_masks, g_masks, crowd, pair_d, pair_g, count, touch=None):
-    """
-    Mask IoU of each pair: one pycocotools call per image and class (pairs are blocks), for
-    the detections with a `touch`ing pair in the block (the others' masks share no pixel with
-    the block's lesions: IoU 0).
-    """
-    ious = np.zeros(len(pair_d), dtype=np.float64)
+def _mask_ious(d_masks, g_masks, crowd, pair_d, pair_g, count):
+    """Mask IoU of each pair: one pycocotools call per image and class (pairs are blocks)."""
+    ious = np.empty(len(pair_d), dtype=np.float64)
     p = 0
     # A key's pairs are its detections x its lesions, detection-major: walk key by key.
     n = len(count)
@@ -387,16 +357,10 @@ def _mask_ious(d_masks, g_masks, crowd, pair_d, pair_g, count, touch=None):
         while k + num_d < n and count[k + num_d] == num_g and pair_g[p + num_d * num_g] == g_idx[0]:
             num_d += 1
         d_idx = pair_d[p : p + num_d * num_g : num_g]
-        rows = np.arange(num_d)
-        if touch is not None:
-            rows = np.flatnonzero(touch[p : p + num_d * num_g].reshape(num_d, num_g).any(axis=1))
-        if len(rows):
-            block = mask_util.iou(
-                [d_masks[i] for i in d_idx[rows]], [g_masks[j] for j in g_idx],
-                crowd[g_idx].tolist(),
-            )  # fmt: skip
-            view = ious[p : p + num_d * num_g].reshape(num_d, num_g)
-            view[rows] = np.asarray(block, dtype=np.float64).reshape(len(rows), num_g)
+        block = mask_util.iou(
+            [d_masks[i] for i in d_idx], [g_masks[j] for j in g_idx], crowd[g_idx].tolist()
+        )
+        ious[p : p + num_d * num_g] = np.asarray(block, dtype=np.float64).reshape(-1)
         p += num_d * num_g
         k += num_d
     return ious
