@@ -9,17 +9,21 @@ from cxr_d2.data.phantom.dicom_writer import write_dicom
 from cxr_d2.errors import DatasetError
 
 
-@pytest.fixture
-def twelve_bit(tmp_path):
-    rng = np.random.default_rng(1)
-    stored = (rng.integers(0, 4096, (96, 72)) // 64 * 64 + np.arange(72)).astype(np.uint16)
-    path = str(tmp_path / "plain.dcm")
+def _plain_twelve_bit(path, stored):
+    """`stored` (H, W) uint16 as an uncompressed 12-bit DICOM with a window."""
     write_dicom(path, np.zeros(stored.shape, np.uint8), bits_stored=16)
     ds = pydicom.dcmread(path)
     ds.BitsStored, ds.HighBit, ds.PixelData = 12, 11, stored.tobytes()
     ds.WindowCenter, ds.WindowWidth = "2000", "3000"
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+@pytest.fixture
+def twelve_bit(tmp_path):
+    rng = np.random.default_rng(1)
+    stored = (rng.integers(0, 4096, (96, 72)) // 64 * 64 + np.arange(72)).astype(np.uint16)
+    return _plain_twelve_bit(str(tmp_path / "plain.dcm"), stored)
 
 
 @pytest.mark.parametrize("syntax", [JPEGLSLossless, JPEG2000Lossless], ids=lambda u: u.name)
@@ -77,12 +81,7 @@ def test_twelve_bit_jpeg_reads_as_its_original(tmp_path):
     from pydicom.pixels import pixel_array
 
     stored = _film()
-    plain = str(tmp_path / "plain.dcm")
-    write_dicom(plain, np.zeros(stored.shape, np.uint8), bits_stored=16)
-    ds = pydicom.dcmread(plain)
-    ds.BitsStored, ds.HighBit, ds.PixelData = 12, 11, stored.tobytes()
-    ds.WindowCenter, ds.WindowWidth = "2000", "3000"
-    ds.save_as(plain, enforce_file_format=True)
+    plain = _plain_twelve_bit(str(tmp_path / "plain.dcm"), stored)
     path = _jpeg12_dicom(str(tmp_path / "jpeg12.dcm"), stored, quality=100)
     decoded = pixel_array(pydicom.dcmread(path), decoding_plugin="imagecodecs")
     assert decoded.dtype == np.uint16 and decoded.max() > 255  # 12 bits kept
