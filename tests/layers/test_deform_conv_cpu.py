@@ -135,3 +135,16 @@ def test_zero_offsets_equal_a_plain_conv():
                                padding=(1, 1))  # fmt: skip
     torch.testing.assert_close(out, F.conv2d(x, weight, stride=2, padding=1), atol=1e-4,
                                rtol=1e-5)  # fmt: skip
+
+
+def test_non_contiguous_offsets_and_mask():
+    """Offsets and mask sliced out of one channels-last head output (as DCNv2 blocks split
+    theirs)."""
+    torch.manual_seed(0)
+    x, weight = torch.randn(2, 6, 8, 9), torch.randn(5, 6, 3, 3)
+    head = torch.randn(2, 8, 9, 27).permute(0, 3, 1, 2)  # (2, 27, 8, 9), channels last
+    offset, mask = head[:, :18], head[:, 18:]
+    assert not offset.is_contiguous() and not mask.is_contiguous()
+    out = deform_conv2d_gather(x, offset, weight, padding=(1, 1), mask=mask)
+    ref = _reference(x, offset, weight, None, (1, 1), (1, 1), (1, 1), mask)
+    torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=1e-5)
