@@ -22,7 +22,8 @@ would: pass trained checkpoints for figures to publish. Zero-initialised layers 
 feature-alignment offsets) stay zero in random weights; --perturb STD adds seeded N(0, STD)
 noise to every parameter, so that they act as in a trained model. --torchvision-deform runs
 deformable convolutions on torchvision's kernel also on the CPU (without it, CPU inference
-takes cxr_d2's gather path: cxr_d2/layers/deform_conv_cpu.py).
+takes cxr_d2's gather path: cxr_d2/layers/deform_conv_cpu.py). --amp fp16|bf16 runs every call
+under torch.autocast of that dtype (mixed precision; the weights stay float32).
 
 A SipMask-VIS config (MODEL.META_ARCHITECTURE SipMaskVIS) is also timed tracking: the images as
 one sequence through `track_sequence`, per frame, interleaved with the same frames one by one
@@ -124,17 +125,22 @@ def to_inputs(images, resize, input_format):
     return inputs
 
 
-def _timed(fn, device):
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _timed(fn, device, amp=None):
+    """(ms, fn()) with the device synchronised around it; `amp`: an autocast dtype or None."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
     start = time.perf_counter()
-    out = fn()
+    with torch.autocast(device.split(":")[0], dtype=amp, enabled=amp is not None):
+        out = fn()
     sync()
     return (time.perf_counter() - start) * 1000, out
 
 
 @torch.no_grad()
-def time_models(models, inputs, warmup, iters, device):
+def time_models(models, inputs, warmup, iters, device, amp=None):
     """
     Call the models in turn, model k on `inputs[k]` (cycling over its images), for `warmup`
     then `iters` rounds. Returns per model: median and all per-call times (ms) and the mean
@@ -145,7 +151,7 @@ def time_models(models, inputs, warmup, iters, device):
     for r in range(warmup + iters):
         for k, model in enumerate(models):
             x = inputs[k][r % len(inputs[k])]
-            ms, out = _timed(lambda: model([dict(x)]), device)
+            ms, out = _timed(lambda: model([dict(x)]), device, amp)
             if r >= warmup:
                 times[k].append(ms)
                 counts[k].append(len(out[0]["instances"]))
@@ -153,14 +159,14 @@ def time_models(models, inputs, warmup, iters, device):
 
 
 @torch.no_grad()
-def time_tracking(model, inputs, warmup, iters, device):
+def time_tracking(model, inputs, warmup, iters, device, amp=None):
     """Per-frame median (ms) of the frames through the image path one by one and through
     `track_sequence` as one sequence, interleaved; their ratio is tracking's cost."""
     sequence = {"video_id": 0, "frames": [dict(x) for x in inputs]}
     single, tracked = [], []
     for k in range(warmup + iters):
-        ms_single = sum(_timed(lambda x=x: model([dict(x)]), device)[0] for x in inputs)
-        ms_tracked = _timed(lambda: model.track_sequence(sequence), device)[0]
+        ms_single = sum(_timed(lambda x=x: model([dict(x)]), device, amp)[0] for x in inputs)
+        ms_tracked = _timed(lambda: model.track_sequence(sequence), device, amp)[0]
         if k >= warmup:
             single.append(ms_single / len(inputs))
             tracked.append(ms_tracked / len(inputs))
@@ -186,6 +192,8 @@ def main(argv=None):
                         help="add seeded N(0, STD) noise to every parameter")
     parser.add_argument("--torchvision-deform", action="store_true",
                         help="deformable convolutions on torchvision's kernel on the CPU too")
+    parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
+                        help="time every call under torch.autocast of this dtype")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every model")
     args = parser.parse_args(argv)
@@ -197,9 +205,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     deform_conv.CPU_GATHER = not args.torchvision_deform
+    amp = AMP_DTYPES.get(args.amp)
     images = load_images(args.images, args.dataset)
     machine = machine_name(args.device)
-    print(f"machine: {machine}")
+    print(f"machine: {machine}" + (f", autocast {args.amp}" if args.amp else ", float32"))
     print(
         f"{len(images)} images, batch 1, the models called in turn: median of {args.iters} "
         f"rounds after {args.warmup} warm-up rounds\n"
@@ -211,7 +220,7 @@ def main(argv=None):
                                    args.perturb)  # fmt: skip
         built.append((config, model, to_inputs(images, resize, cfg.INPUT.FORMAT)))
     timed = time_models([b[1] for b in built], [b[2] for b in built], args.warmup, args.iters,
-                        args.device)  # fmt: skip
+                        args.device, amp)  # fmt: skip
     print("| config | input | params (M) | median latency (ms) | ratio to the first | "
           "detections/image |")
     print("|---|---|---|---|---|---|")
@@ -234,13 +243,15 @@ def main(argv=None):
         print(f"| {config} | {size} | {params:.1f} | {median:.1f} | {ratio:.2f}x | {dets:.1f} |",
               flush=True)  # fmt: skip
         if hasattr(model, "track_sequence"):
-            single, tracked = time_tracking(model, inputs, 1, max(3, args.iters // 4), args.device)
+            single, tracked = time_tracking(model, inputs, 1, max(3, args.iters // 4), args.device,
+                                            amp)  # fmt: skip
             rows[-1].update(image_path_ms=single, tracking_ms=tracked)
             print(f"|   tracking {len(inputs)} frames as one sequence | | | {tracked:.1f} per "
                   f"frame vs {single:.1f} ({tracked / single:.2f}x) | | |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "device": args.device, "rows": rows}, f, indent=1)
+            json.dump({"machine": machine, "device": args.device, "amp": args.amp, "rows": rows},
+                      f, indent=1)  # fmt: skip
     return 0
 
 

@@ -84,16 +84,28 @@ class _DeformConvBase(nn.Module):
                     f"(2 x {self.deformable_groups} deformable groups x {self.kernel_size} "
                     "kernel)"
                 )
-            fn = deform_conv2d
-            if CPU_GATHER and gather_path_applies(x, offset, self.weight, mask, self.groups):
-                fn = deform_conv2d_gather
-            x = fn(x, offset, self.weight, self.bias, stride=self.stride,
-                   padding=self.padding, dilation=self.dilation, mask=mask)
+            x = self._deform_conv(x, offset, mask)
         if self.norm is not None:
             x = self.norm(x)
         if self.activation is not None:
             x = self.activation(x)
         return x
+
+    def _deform_conv(self, x, offset, mask):
+        """The deformable convolution; half-precision inputs (autocast) are computed in
+        float32 and returned in their dtype, as torchvision's CUDA autocast does (its CPU
+        kernel has no float16/bfloat16)."""
+        dtype = x.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            with torch.autocast(x.device.type, enabled=False):
+                x, offset = x.float(), offset.float()
+                mask = None if mask is None else mask.float()
+                return self._deform_conv(x, offset, mask).to(dtype)
+        fn = deform_conv2d
+        if CPU_GATHER and gather_path_applies(x, offset, self.weight, mask, self.groups):
+            fn = deform_conv2d_gather
+        return fn(x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                  dilation=self.dilation, mask=mask)  # fmt: skip
 
     def extra_repr(self):
         return (

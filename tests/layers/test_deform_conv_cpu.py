@@ -148,3 +148,18 @@ def test_non_contiguous_offsets_and_mask():
     out = deform_conv2d_gather(x, offset, weight, padding=(1, 1), mask=mask)
     ref = _reference(x, offset, weight, None, (1, 1), (1, 1), (1, 1), mask)
     torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_computes_in_float32(dtype, monkeypatch):
+    """Under autocast (torchvision's CPU kernel has no half types) the conv runs in float32 on
+    the gather path and returns the input's dtype."""
+    torch.manual_seed(0)
+    conv = DeformConv(8, 6, 3, padding=1, deformable_groups=2).eval()
+    x, offset = torch.randn(1, 8, 9, 9), torch.randn(1, 36, 9, 9) * 2
+    with torch.no_grad():
+        ref = conv(x, offset)
+        monkeypatch.setattr(deform_conv_module, "deform_conv2d", None)  # must not be reached
+        out = conv(x.to(dtype), offset.to(dtype))
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.02)

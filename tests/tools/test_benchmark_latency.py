@@ -29,6 +29,13 @@ def test_benchmark_latency_tool(repo_root, one_thread, tmp_path, capsys):
     first, second = result["rows"]
     assert first["ratio_to_first"] == 1.0
     assert second["ratio_to_first"] == pytest.approx(second["median_ms"] / first["median_ms"])
+    amp = tmp_path / "amp.json"
+    args = ["--config-file", CONFIGS["yolov3"], "--device", "cpu", "--images", "1", "--warmup", "0",
+            "--iters", "1", "--amp", "bf16", "--json", str(amp), "--opts", "INPUT.MIN_SIZE_TEST",
+            "96", "INPUT.MAX_SIZE_TEST", "96"]  # fmt: skip
+    assert tool.main(args) == 0
+    assert json.loads(amp.read_text())["amp"] == "bf16"
+    assert ", autocast bf16" in capsys.readouterr().out
     with pytest.raises(tool.CXRError, match="--weights has 1 entries for 2 configs"):
         tool.main(["--config-file", CONFIGS["ssd"], CONFIGS["yolov3"], "--weights", "a.pth"])
 
