@@ -63,6 +63,18 @@ def cpu_config(family):
     return os.path.join("configs", "Phantom", f"{family}_R_18_FPN_cpu.yaml")
 
 
+def tiny_config(family, *opts):
+    """The checked, frozen CPU config of `family` (`cpu_config`) on the tiny phantom set
+    (TINY_OPTS), then `opts` (KEY VALUE ...)."""
+    cfg = get_cfg()
+    add_cxr_config(cfg)
+    cfg.merge_from_file(cpu_config(family))
+    cfg.merge_from_list(TINY_OPTS + list(opts))
+    check_config(cfg)
+    cfg.freeze()
+    return cfg
+
+
 def train(cfg):
     """
     Checks and freezes `cfg`, trains it from scratch with cxr-d2's Trainer and returns the

@@ -58,5 +58,7 @@ def register():
 
     for decoder in (decoders.JPEGExtended12BitDecoder, decoders.JPEG2000LosslessDecoder,
                     decoders.JPEG2000Decoder):  # fmt: skip
-        if LABEL not in decoder._available and LABEL not in decoder._unavailable:
+        try:
             decoder.add_plugin(LABEL, (__name__, "_decode_frame"))
+        except ValueError:  # already added
+            pass

@@ -161,11 +161,14 @@ def _scoring(backend, gt, results, iou_type):
 
 
 @contextlib.contextmanager
-def _registered(gt):
+def registered(gt, classes=CLASSES, name="cxr_benchmark_eval"):
+    """
+    A COCO ground-truth dict registered as Detectron2 dataset `name` (boxes XYWH_ABS, the
+    annotations' segmentation and iscrowd, `classes` as thing_classes) while the block runs.
+    """
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.structures import BoxMode
 
-    name = "cxr_benchmark_eval"
     per_image = {}
     for a in gt["annotations"]:
         per_image.setdefault(a["image_id"], []).append(
@@ -174,14 +177,16 @@ def _registered(gt):
                 "bbox_mode": BoxMode.XYWH_ABS,
                 "category_id": a["category_id"],
                 "segmentation": a["segmentation"],
-                "iscrowd": 0,
+                "iscrowd": a.get("iscrowd", 0),
             }
         )
     dicts = [
-        dict(im, image_id=im["id"], annotations=per_image.get(im["id"], [])) for im in gt["images"]
+        dict(im, file_name=im.get("file_name", f"{im['id']}.png"), image_id=im["id"],
+             annotations=per_image.get(im["id"], []))  # fmt: skip
+        for im in gt["images"]
     ]
     DatasetCatalog.register(name, lambda: dicts)
-    MetadataCatalog.get(name).set(thing_classes=list(CLASSES))
+    MetadataCatalog.get(name).set(thing_classes=list(classes))
     try:
         yield name
     finally:
@@ -314,7 +319,7 @@ def main(argv=None):
         f"{os.environ.get('RAYON_NUM_THREADS', 'one per CPU')}"
     )
     times, loads, reference, diffs = {}, {}, {}, {}
-    with _registered(gt) as name, tempfile.TemporaryDirectory() as out_dir:
+    with registered(gt) as name, tempfile.TemporaryDirectory() as out_dir:
         systems = _systems(args, gt, dets, name, out_dir)
         for round_ in range(args.warmup + args.repeat):
             for label, run in systems:

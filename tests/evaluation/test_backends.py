@@ -9,10 +9,9 @@ import math
 
 import numpy as np
 import pytest
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import BoxMode
 
 from cxr_d2.evaluation import CXRCOCOEvaluator, run_cocoeval, summarize
+from cxr_d2.evaluation.benchmark import registered
 from cxr_d2.evaluation.cocoeval import (
     BACKENDS,
     agnostic_gt,
@@ -103,32 +102,6 @@ def test_auto_is_hotcoco_and_odd_ids_fall_back():
         resolve_backend("nope")
 
 
-def _register(name, gt):
-    by_image = {}
-    for a in gt["annotations"]:
-        by_image.setdefault(a["image_id"], []).append(
-            {
-                "bbox": a["bbox"],
-                "bbox_mode": BoxMode.XYWH_ABS,
-                "category_id": a["category_id"],
-                "segmentation": a["segmentation"],
-                "iscrowd": a["iscrowd"],
-            }
-        )
-    dicts = [
-        dict(
-            file_name=f"{im['id']}.png",
-            image_id=im["id"],
-            height=96,
-            width=96,
-            annotations=by_image.get(im["id"], []),
-        )
-        for im in gt["images"]
-    ]
-    DatasetCatalog.register(name, lambda: dicts)
-    MetadataCatalog.get(name).set(thing_classes=["a", "b", "c"])
-
-
 def _same(a, b, atol):
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k], atol) for k in a)
@@ -143,9 +116,7 @@ def test_evaluator_results_equal_with_every_backend(tmp_path):
     gt["annotations"] = [dict(a, iscrowd=int(k % 5 == 0)) for k, a in enumerate(gt["annotations"])]
     for d in dets:  # check_results wants width and height >= 0
         d["bbox"][2:] = [max(v, 0.0) for v in d["bbox"][2:]]
-    name = "cxr_test_backends_e2e"
-    _register(name, gt)
-    try:
+    with registered(gt, ["a", "b", "c"], "cxr_test_backends_e2e") as name:
         results = {}
         for backend in BACKENDS:
             _installed(backend)
@@ -159,9 +130,6 @@ def test_evaluator_results_equal_with_every_backend(tmp_path):
                 froc=False,  # the same FROC whatever the backend: test_froc.py
             )
             results[backend] = ev.evaluate_results([dict(d) for d in dets], "test results")
-    finally:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
     ref = results["pycocotools"]
     assert set(ref) == {"bbox", "bbox_agnostic", "segm", "segm_agnostic"}
     assert ref["segm"]["AP"] != ref["bbox"]["AP"]  # masks are not their boxes here

@@ -14,24 +14,16 @@ import sys
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 
-from cxr_d2.config import add_cxr_config
-from cxr_d2.engine import Trainer, check_config
+from cxr_d2.engine import Trainer
 
-from tests.helpers import TINY, TINY_OPTS, cpu_config
+from tests.helpers import TINY, tiny_config
 
 
 def _cfg(family, output_dir, extra=()):
-    cfg = get_cfg()
-    add_cxr_config(cfg)
-    cfg.merge_from_file(cpu_config(family))
-    cfg.merge_from_list(TINY_OPTS + ["OUTPUT_DIR", str(output_dir), *extra])
-    check_config(cfg)
-    cfg.freeze()
-    return cfg
+    return tiny_config(family, "OUTPUT_DIR", str(output_dir), *extra)
 
 
 def _trained_run(root):

@@ -6,18 +6,15 @@ import re
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from ensemble_boxes import weighted_boxes_fusion
 
-from cxr_d2.config import add_cxr_config
-from cxr_d2.engine import check_config
 from cxr_d2.errors import ConfigError
 from cxr_d2.modeling.ensemble import ModelEnsemble, fuse_boxes
 from cxr_d2.predict.ensemble import build_ensemble, parse_member
 
-from tests.helpers import TINY_OPTS, cpu_config
+from tests.helpers import cpu_config, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # a shared 2-core machine
 
@@ -49,16 +46,6 @@ def test_two_boxes_fused_by_hand():
     assert fused.pred_classes.tolist() == [0, 1]
 
 
-def _config(family, *opts):
-    cfg = get_cfg()
-    add_cxr_config(cfg)
-    cfg.merge_from_file(cpu_config(family))
-    cfg.merge_from_list(TINY_OPTS + list(opts))
-    check_config(cfg)
-    cfg.freeze()
-    return cfg
-
-
 def _film():
     g = torch.Generator().manual_seed(1)
     return torch.randint(0, 255, (3, 128, 128), generator=g, dtype=torch.uint8)
@@ -68,9 +55,9 @@ def test_model_ensemble_equals_ensemble_boxes_called_directly():
     """Two random-init models (RetinaNet, Faster R-CNN) on a 128 px film from a 160 x 192
     (h x w) file: the ensemble's output is weighted_boxes_fusion of their outputs, normalised
     and scaled back here by hand."""
-    cfgs = [_config("retinanet", "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
+    cfgs = [tiny_config("retinanet", "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
                     "MODEL.RETINANET.TOPK_CANDIDATES_TEST", "100"),
-            _config("faster_rcnn", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")]
+            tiny_config("faster_rcnn", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")]
     torch.manual_seed(0)
     models = [build_model(c).eval() for c in cfgs]
     cfg = cfgs[0].clone()
@@ -124,7 +111,7 @@ def test_member_syntax():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    cfg = _config("retinanet")
+    cfg = tiny_config("retinanet")
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ensemble")
     DetectionCheckpointer(build_model(cfg), save_dir=str(folder)).save("random")
@@ -132,7 +119,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_member_errors_name_the_member(checkpoint, tmp_path):
-    base = _config("retinanet")
+    base = tiny_config("retinanet")
     retina = cpu_config("retinanet")
     with pytest.raises(ConfigError, match="give at least two members"):
         build_ensemble(base, [f"{retina}@{checkpoint}"])

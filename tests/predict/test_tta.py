@@ -2,33 +2,20 @@
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data.transforms import HFlipTransform
 from detectron2.modeling import build_model
 from detectron2.modeling.test_time_augmentation import DatasetMapperTTA, GeneralizedRCNNWithTTA
 from torchvision.ops import batched_nms
 
-from cxr_d2.config import add_cxr_config
-from cxr_d2.engine import check_config
 from cxr_d2.modeling.tta import DenseDetectorWithTTA, build_tta_model, model_nms_thresh
 
-from tests.helpers import TINY_OPTS, cpu_config
+from tests.helpers import tiny_config
 
 # The film is 128 px at the test size; the "file" it came from is twice that, so every
 # prediction also goes through the test resize back (XYXY_ABS in the 256 x 256 original).
 ORIG = 256
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # a shared 2-core machine
-
-
-def _config(family, *opts):
-    cfg = get_cfg()
-    add_cxr_config(cfg)
-    cfg.merge_from_file(cpu_config(family))
-    cfg.merge_from_list(TINY_OPTS + list(opts))
-    check_config(cfg)
-    cfg.freeze()
-    return cfg
 
 
 def _model(cfg, seed=0):
@@ -43,7 +30,7 @@ def _input(image):
 @pytest.fixture(scope="module")
 def retinanet():
     # random weights score ~0.01 everywhere: keep every candidate so there is much to merge
-    cfg = _config("retinanet", "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
+    cfg = tiny_config("retinanet", "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
                   "MODEL.RETINANET.TOPK_CANDIDATES_TEST", "200")
     return cfg, _model(cfg)
 
@@ -104,7 +91,7 @@ def test_flip_boxes_map_back_as_a_hand_flipped_film(retinanet, film):
 def test_masks_of_kept_detections_map_back(film):
     """A dense mask model (BlendMask): each kept detection keeps its own mask, the flipped
     film's masks flipped back by hand."""
-    cfg = _config("blendmask", "MODEL.FCOS.INFERENCE_TH_TEST", "0.0",
+    cfg = tiny_config("blendmask", "MODEL.FCOS.INFERENCE_TH_TEST", "0.0",
                   "MODEL.FCOS.PRE_NMS_TOPK_TEST", "50", "MODEL.FCOS.POST_NMS_TOPK_TEST", "10")
     model = _model(cfg)
     tta = DenseDetectorWithTTA(cfg, model, tta_mapper=DatasetMapperTTA(
@@ -127,7 +114,7 @@ def test_masks_of_kept_detections_map_back(film):
 def test_build_tta_model_chooses_by_architecture(retinanet):
     cfg, model = retinanet
     assert isinstance(build_tta_model(cfg, model), DenseDetectorWithTTA)
-    rcnn_cfg = _config("faster_rcnn")
+    rcnn_cfg = tiny_config("faster_rcnn")
     assert isinstance(build_tta_model(rcnn_cfg, _model(rcnn_cfg)), GeneralizedRCNNWithTTA)
 
 

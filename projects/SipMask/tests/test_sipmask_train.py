@@ -1,8 +1,6 @@
 """A tiny SipMask overfits two phantom images (mask AP50 >= 0.9); --eval-only round trip."""
 import copy
 import os
-import subprocess
-import sys
 
 import torch
 from detectron2.config import get_cfg
@@ -15,6 +13,8 @@ from sipmask import add_sipmask_config
 from cxr_d2.config import add_cxr_config
 from cxr_d2.data.mapper import CXRDatasetMapper
 from cxr_d2.engine import AtomicCheckpointer, Trainer, check_config
+
+from conftest import run_eval_only
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
 CONFIG = os.path.join(ROOT, "projects", "SipMask", "configs", "sipmask_R_18_FPN_cpu.yaml")
@@ -99,21 +99,9 @@ def test_overfits_two_images_and_round_trips(tiny_phantom, tmp_path):
     AtomicCheckpointer(model, str(tmp_path)).save("model_final")
 
     # tools/train_net.py --eval-only on the checkpoint reproduces the numbers
-    code = (
-        "import sys, runpy, test_sipmask_train as t; t.register_two();"
-        "sys.argv = ['train_net.py'] + sys.argv[1:];"
-        f"runpy.run_path({os.path.join(ROOT, 'tools', 'train_net.py')!r}, run_name='__main__')"
-    )
-    path = [os.path.dirname(os.path.abspath(__file__)), os.path.join(ROOT, "projects", "SipMask"),
-            ROOT]  # fmt: skip
-    env = dict(tiny_phantom, PYTHONPATH=os.pathsep.join(path), OMP_NUM_THREADS="1")
-    r = subprocess.run(
-        [sys.executable, "-c", code, "--config-file", CONFIG, "--eval-only", *SMALL,
-         "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"), "OUTPUT_DIR", str(tmp_path / "eval")],
-        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    log = r.stdout + r.stderr
+    args = ["--config-file", CONFIG, *SMALL, "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"),
+            "OUTPUT_DIR", str(tmp_path / "eval")]  # fmt: skip
+    log = run_eval_only("test_sipmask_train", "register_two", args, tiny_phantom, timeout=300)
     assert "Evaluation results for segm" in log
     for task in ("bbox", "segm"):
         ap50 = f"{results[task]['AP50']:.3f}"

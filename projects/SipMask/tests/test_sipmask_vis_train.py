@@ -3,8 +3,6 @@
 import copy
 import os
 import random
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,6 +17,8 @@ from sipmask.vis import VISEvaluator, VISPairMapper, VISSequenceMapper, key_fram
 from cxr_d2.config import add_cxr_config
 from cxr_d2.data.datasets.youtube_vis import register_phantom_sequences
 from cxr_d2.engine import AtomicCheckpointer, check_config
+
+from conftest import run_eval_only
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
 CONFIG = os.path.join(
@@ -106,26 +106,10 @@ def test_overfits_two_sequences_and_round_trips(tmp_path):
     AtomicCheckpointer(model, str(tmp_path)).save("model_final")
 
     # tools/train_net.py --eval-only on the checkpoint reproduces the numbers
-    code = (
-        "import sys, runpy, test_sipmask_vis_train as t; t.register_few();"
-        "sys.argv = ['train_net.py'] + sys.argv[1:];"
-        f"runpy.run_path({os.path.join(ROOT, 'tools', 'train_net.py')!r}, run_name='__main__')"
-    )
-    path = [os.path.dirname(os.path.abspath(__file__)), os.path.join(ROOT, "projects", "SipMask"),
-            ROOT]  # fmt: skip
-    env = dict(
-        os.environ,
-        CXR_DATASETS=str(datasets),
-        PYTHONPATH=os.pathsep.join(path),
-        OMP_NUM_THREADS="1",
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code, "--config-file", CONFIG, "--eval-only", *SMALL,
-         "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"), "OUTPUT_DIR", str(tmp_path / "eval")],
-        capture_output=True, text=True, env=env, timeout=600, cwd=ROOT,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    log = r.stdout + r.stderr
+    args = ["--config-file", CONFIG, *SMALL, "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"),
+            "OUTPUT_DIR", str(tmp_path / "eval")]  # fmt: skip
+    log = run_eval_only("test_sipmask_vis_train", "register_few", args,
+                        dict(os.environ, CXR_DATASETS=str(datasets)), timeout=600)
     table = log.split("copypaste: Task: vis")[1][:2000]
     values = table.splitlines()[2].split("copypaste: ")[1].split(",")
     names = table.splitlines()[1].split("copypaste: ")[1].split(",")
